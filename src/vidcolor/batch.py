@@ -1,0 +1,136 @@
+"""``vidcolor batch``: every video of a folder with its reference, resumable.
+
+Pairing rules (first that applies): ``--ref`` for all; an image with the video's stem beside it
+(``clip.mp4`` + ``clip.jpg``); the first image in a folder named like the video (``clip/``); an
+image in ``refs/`` with the stem (``refs/clip.png``). Videos with none are listed and skipped.
+
+A manifest (``vidcolor-batch.json`` in the output folder) records each file's status. A rerun
+skips files marked done whose output still exists and redoes failed or partial ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from vidcolor.errors import InputError, VidcolorError
+from vidcolor.reference import VIDEO_EXTENSIONS
+
+MANIFEST_NAME = "vidcolor-batch.json"
+REF_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class Job:
+    video: Path
+    reference: Path | None
+    output: Path
+
+
+def natural_key(path: Path):
+    import re
+
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def find_reference(video: Path, shared: Path | None) -> Path | None:
+    """The reference for ``video`` by the pairing rules, or None."""
+    if shared is not None:
+        return shared
+    for ext in REF_EXTENSIONS:
+        for candidate in (video.with_suffix(ext), video.with_suffix(ext.upper())):
+            if candidate.is_file():
+                return candidate
+    folder = video.with_suffix("")
+    if folder.is_dir():
+        images = sorted((p for p in folder.iterdir() if p.suffix.lower() in REF_EXTENSIONS),
+                        key=natural_key)
+        if images:
+            return images[0]
+    refs = video.parent / "refs"
+    for ext in REF_EXTENSIONS:
+        candidate = refs / f"{video.stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def plan_jobs(folder: Path, out_dir: Path, shared_ref: Path | None) -> list[Job]:
+    """Every video directly in ``folder`` (natural order) with its reference and output path."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    videos = sorted((p for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                     and not p.name.startswith(".")), key=natural_key)
+    if not videos:
+        raise InputError(f"{folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return [Job(v, find_reference(v, shared_ref), out_dir / f"{v.stem}.color{v.suffix}")
+            for v in videos]
+
+
+class Manifest:
+    """Per-file status on disk, rewritten atomically after every change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path.exists():
+            try:
+                self.entries = json.loads(path.read_text()).get("files", {})
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def status(self, job: Job) -> str | None:
+        return self.entries.get(job.video.name, {}).get("status")
+
+    def is_done(self, job: Job) -> bool:
+        return self.status(job) == "done" and job.output.exists()
+
+    def record(self, job: Job, status: str, **details) -> None:
+        self.entries[job.video.name] = {"status": status, "video": str(job.video),
+                                        "reference": str(job.reference) if job.reference else None,
+                                        "output": str(job.output), **details}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps({"files": self.entries}, indent=2))
+        os.replace(tmp, self.path)
+
+
+def run_batch(jobs: list[Job], out_dir: Path, colorize: Callable[[Job], object],
+              on_event: Callable[[str, Job, str], None]) -> dict[str, list[Job]]:
+    """Run ``colorize`` on each job; one failure never stops the batch.
+
+    ``on_event(kind, job, message)`` with kind in skipped|noref|start|done|failed.
+    Returns the jobs grouped by outcome.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out_dir / MANIFEST_NAME)
+    outcome: dict[str, list[Job]] = {"done": [], "skipped": [], "failed": [], "noref": []}
+    for job in jobs:
+        if job.reference is None:
+            outcome["noref"].append(job)
+            on_event("noref", job, "no reference found")
+            continue
+        if manifest.is_done(job):
+            outcome["skipped"].append(job)
+            on_event("skipped", job, "already done")
+            continue
+        manifest.record(job, "partial")  # stays "partial" if the run is killed here
+        on_event("start", job, "")
+        started = time.perf_counter()
+        try:
+            colorize(job)
+        except Exception as error:  # noqa: BLE001 - one broken file must not stop the batch
+            message = str(error) if isinstance(error, VidcolorError) else (
+                f"{job.video}: unexpected {type(error).__name__}: {error}")
+            manifest.record(job, "failed", error=message)
+            outcome["failed"].append(job)
+            on_event("failed", job, message)
+            continue
+        manifest.record(job, "done", seconds=round(time.perf_counter() - started, 3))
+        outcome["done"].append(job)
+        on_event("done", job, "")
+    return outcome
