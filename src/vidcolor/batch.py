@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from vidcolor.errors import InputError, VidcolorError
+from vidcolor.io.images import natural_sort_key
 from vidcolor.reference import VIDEO_EXTENSIONS
 
 MANIFEST_NAME = "vidcolor-batch.json"
@@ -31,12 +32,6 @@ class Job:
     output: Path
 
 
-def natural_key(path: Path):
-    import re
-
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
 def find_reference(video: Path, shared: Path | None) -> Path | None:
     """The reference for ``video`` by the pairing rules, or None."""
     if shared is not None:
@@ -48,7 +43,7 @@ def find_reference(video: Path, shared: Path | None) -> Path | None:
     folder = video.with_suffix("")
     if folder.is_dir():
         images = sorted((p for p in folder.iterdir() if p.suffix.lower() in REF_EXTENSIONS),
-                        key=natural_key)
+                        key=lambda p: natural_sort_key(p.name))
         if images:
             return images[0]
     refs = video.parent / "refs"
@@ -65,7 +60,7 @@ def plan_jobs(folder: Path, out_dir: Path, shared_ref: Path | None) -> list[Job]
         raise InputError(f"{folder}: not a folder")
     videos = sorted((p for p in folder.iterdir()
                      if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                     and not p.name.startswith(".")), key=natural_key)
+                     and not p.name.startswith(".")), key=lambda p: natural_sort_key(p.name))
     if not videos:
         raise InputError(f"{folder}: no video files found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return [Job(v, find_reference(v, shared_ref), out_dir / f"{v.stem}.color{v.suffix}")

@@ -1,0 +1,326 @@
+"""``Colorizer``: the public Python API. It owns engine, device and precision and runs the loop.
+
+    from vidcolor import Colorizer
+    Colorizer(engine="classic").colorize_video("old.mp4", "photo.jpg", "old.color.mp4")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from vidcolor import engine as loop
+from vidcolor.devices import resolve_device, resolve_precision
+from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
+from vidcolor.io.frame import Frame
+from vidcolor.presets import make_preset
+from vidcolor.reference import is_gray, load_reference
+
+ENGINES = ("auto", "devc", "classic")
+MODES = ("exemplar", "propagate")
+# A run of poorly matched frames shorter than this is not worth a warning (flicker of a cut).
+LOW_CONFIDENCE_MIN_SECONDS = 0.5
+
+
+@dataclass
+class RunSummary:
+    """What a run did: returned by ``colorize_video`` and written by ``--report``."""
+
+    input: str
+    output: str
+    engine: str
+    preset: str
+    mode: str
+    device: str
+    precision: str
+    frames: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float = 0.0
+    confidence: list[float] = field(default_factory=list)
+    decode_errors: int = 0
+    truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
+    input_probe: dict[str, Any] = field(default_factory=dict)
+    output_probe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self, path: Path) -> None:
+        data = asdict(self) | {"fps": self.fps}
+        Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise OptionError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_run_options(mode: str, preset: str) -> None:
+    """Checked before anything is loaded, so a typo fails at once."""
+    from vidcolor.presets import PRESETS
+
+    check_choice("--mode", mode, MODES)
+    check_choice("--preset", preset, PRESETS)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak resident memory of this process (and of the GPU when used), in MiB."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    if device.type == "cuda":
+        rss += torch.cuda.max_memory_allocated(device) / 2**20
+    return rss
+
+
+def low_confidence_ranges(confidence: list[float], times: list[float], threshold: float,
+                          min_seconds: float = LOW_CONFIDENCE_MIN_SECONDS) -> list[tuple[float, float]]:
+    """Time ranges (start, end) where per-frame confidence stays below ``threshold``."""
+    ranges, start = [], None
+    for i, c in enumerate(confidence + [float("inf")]):
+        if c < threshold and start is None:
+            start = i
+        elif c >= threshold and start is not None:
+            t0, t1 = times[start], times[i - 1]
+            if t1 - t0 >= min_seconds or (start == 0 and i == len(confidence)):
+                ranges.append((t0, t1))
+            start = None
+    return ranges
+
+
+def timecode(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h:02d}:{m:02d}:{s:06.3f}"
+
+
+class Colorizer:
+    """Engine + device + precision, loaded once; colorize any number of clips with it."""
+
+    def __init__(self, engine: str = "auto", device: str = "auto", precision: str = "auto",
+                 weights_dir: str | Path | None = None,
+                 notify: Callable[[str], None] | None = None):
+        check_choice("--engine", engine, ENGINES)
+        self.device = resolve_device(device)
+        self.dtype, self.autocast = resolve_precision(precision, self.device)
+        self.precision = precision
+        self.notify = notify or (lambda message: None)
+        self.engine = self._build_engine(engine, Path(weights_dir) if weights_dir else None)
+
+    def _build_engine(self, name: str, weights_dir: Path | None):
+        from vidcolor.weights import cache
+
+        directory = weights_dir or cache.installed_dir()
+        installed = weights_dir is not None or cache.is_installed()
+        if name == "devc" and not installed:
+            raise WeightsMissingError(
+                f"{directory}: the devc engine's weights are not installed; run "
+                "`vidcolor download-weights` (or `--from-file ZIP` on an offline machine)"
+            )
+        if name == "classic" or (name == "auto" and not installed):
+            if name == "auto":
+                self.notify(
+                    "No devc weights installed: using the classic engine (no weights needed). "
+                    "Run `vidcolor download-weights` for the paper's network."
+                )
+            from vidcolor.classic.engine import ClassicEngine
+
+            return ClassicEngine(device=self.device, dtype=self.dtype)
+        from vidcolor.models.engine import DevcEngine
+
+        return DevcEngine.from_directory(directory, device=self.device, dtype=self.dtype,
+                                         autocast_dtype=self.autocast)
+
+    # -- arrays ------------------------------------------------------------------------------
+
+    def colorize_frames(self, frames: Iterable[np.ndarray], ref: str | Path | np.ndarray, *,
+                        mode: str = "exemplar", preset: str = "default",
+                        size: tuple[int, int] | None = None,
+                        batch_size: int = loop.DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Colorize HxWx3 uint8/uint16 RGB arrays (one clip, in order); yields RGB arrays."""
+        iterator = iter(frames)
+        first = next(iterator, None)
+        if first is None:
+            return
+        wrapped = (Frame(index=i, rgb=np.asarray(rgb))
+                   for i, rgb in enumerate(itertools.chain([first], iterator)))
+        for out in self._stream(wrapped, (first.shape[0], first.shape[1]), ref, mode=mode,
+                                preset=preset, size=size, batch_size=batch_size):
+            yield out.rgb
+
+    def colorize_image(self, img: str | Path | np.ndarray, ref: str | Path | np.ndarray,
+                       **options) -> np.ndarray:
+        """Colorize one picture (a path or an HxWx3 array)."""
+        if not isinstance(img, np.ndarray):
+            from vidcolor.errors import InputError
+            from vidcolor.io.images import load_image
+
+            img = load_image(Path(img), error=InputError)
+        return next(self.colorize_frames([img], ref, **options))
+
+    def _stream(self, frames: Iterable[Frame], source_hw: tuple[int, int], ref, *, mode: str,
+                preset: str, size: tuple[int, int] | None, batch_size: int,
+                times: loop.StageTimes | None = None) -> Iterator[loop.ColorizedFrame]:
+        check_run_options(mode, preset)
+        reference = load_reference(ref)
+        if is_gray(reference):
+            self.notify(f"{ref if not isinstance(ref, np.ndarray) else 'reference'}: the reference "
+                        "is grayscale, so there are no colors to transfer; the output will stay gray")
+        plan = make_preset(preset, self.engine, source_hw, size)
+        yield from loop.colorize_stream(self.engine, plan, frames, reference,
+                                        propagate=mode == "propagate", batch_size=batch_size,
+                                        times=times)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def colorize_video(self, src: str | Path, ref: str | Path | np.ndarray,
+                       dst: str | Path | None = None, *, mode: str = "exemplar",
+                       preset: str = "default", size: tuple[int, int] | None = None,
+                       start: float | None = None, duration: float | None = None,
+                       max_frames: int | None = None, codec: str = "h264", crf: int = 18,
+                       overwrite: bool = False, drop_unsupported_streams: bool = False,
+                       report: str | Path | None = None, compare: str | Path | None = None,
+                       batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True
+                       ) -> RunSummary:
+        """Colorize a video file, a folder of frames or a single image into ``dst``.
+
+        The output is written beside the target and renamed only on success; audio and
+        subtitle streams are copied packet for packet.
+        """
+        from vidcolor.io import reader, writer
+        from vidcolor.outputs import default_output, side_by_side
+        from vidcolor.progress import frame_progress
+
+        src = Path(src)
+        with reader.open_clip(src) as clip:
+            info = clip.info
+            dst = Path(dst) if dst is not None else default_output(src, info.kind)
+            for message in writer.check_output(dst, src=src, info=info, overwrite=overwrite,
+                                               codec=codec,
+                                               drop_unsupported_streams=drop_unsupported_streams):
+                self.notify(message)
+            if compare is not None:
+                writer.check_output(Path(compare), src=src, info=info, overwrite=overwrite,
+                                    codec=codec, drop_unsupported_streams=True)
+            summary = RunSummary(input=str(src), output=str(dst), engine=self.engine.name,
+                                 preset=preset, mode=mode, device=str(self.device),
+                                 precision=precision_name(self.dtype, self.autocast),
+                                 input_probe=probe_dict(info))
+            keep_luma = preset == "default"
+            times = loop.StageTimes()
+            frames = clip.frames(start=start, duration=duration, max_frames=max_frames)
+            total = expected_frames(info, max_frames)
+            started = time.perf_counter()
+            timestamps: list[float] = []
+            with writer.open_writer(dst, info, src_path=src, codec=codec, crf=crf,
+                                    overwrite=overwrite, keep_luma=keep_luma,
+                                    drop_unsupported_streams=drop_unsupported_streams) as out, \
+                    optional_writer(compare, info, codec, crf, overwrite) as preview, \
+                    frame_progress(f"{src.name}", total, quiet=quiet) as bar:
+                for result in self._stream(frames, (info.height, info.width), ref, mode=mode,
+                                           preset=preset, size=size, batch_size=batch_size,
+                                           times=times):
+                    t = time.perf_counter()
+                    out.write(result.rgb, result.source)
+                    if preview is not None:
+                        preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
+                    times.add("encode", t)
+                    summary.confidence.append(result.confidence)
+                    timestamps.append(frame_time(result.source, info))
+                    bar.advance()
+                if not summary.confidence:
+                    raise ProcessingError(f"{src}: no frame could be decoded in the requested range")
+            summary.frames = len(summary.confidence)
+            summary.seconds = time.perf_counter() - started
+            summary.decode_errors = getattr(clip, "decode_errors", 0)
+            summary.truncated = getattr(clip, "truncated", False)
+        summary.stage_seconds = dict(times.seconds)
+        summary.peak_memory_mb = peak_memory_mb(self.device)
+        self._warn_low_confidence(summary, timestamps)
+        if summary.decode_errors:
+            self._warn(summary, f"{src}: {summary.decode_errors} corrupt frame(s) could not be "
+                                "decoded and were skipped")
+        if summary.truncated:
+            self._warn(summary, f"{src}: the file is truncated; colorized the {summary.frames} "
+                                "frame(s) that decode")
+        if report is not None:
+            try:
+                with reader.open_clip(dst) as written:
+                    summary.output_probe = probe_dict(written.info)
+            except Exception as error:  # the report must not fail a finished run
+                summary.output_probe = {"error": str(error)}
+            summary.to_json(Path(report))
+        return summary
+
+    def _warn(self, summary: RunSummary, message: str) -> None:
+        summary.warnings.append(message)
+        self.notify(message)
+
+    def _warn_low_confidence(self, summary: RunSummary, timestamps: list[float]) -> None:
+        threshold = getattr(self.engine, "low_confidence", None)
+        if threshold is None or not summary.confidence:
+            return
+        ranges = low_confidence_ranges(summary.confidence, timestamps, threshold)
+        if ranges:
+            spans = ", ".join(f"{timecode(a)}-{timecode(b)}" for a, b in ranges)
+            self._warn(summary, f"{summary.input}: the reference matches poorly at {spans} "
+                                f"(mean confidence below {threshold}); try a reference closer "
+                                "to that shot")
+
+
+def precision_name(dtype: torch.dtype, autocast: torch.dtype | None) -> str:
+    name = str(autocast or dtype).removeprefix("torch.")
+    return f"{name} autocast" if autocast is not None else name
+
+
+def expected_frames(info: Any, max_frames: int | None) -> int | None:
+    count = info.frame_count
+    if max_frames is not None:
+        return max_frames if count is None else min(count, max_frames)
+    return count
+
+
+def frame_time(frame: Frame, info: Any) -> float:
+    if frame.pts is not None and frame.time_base is not None:
+        return float(frame.pts * frame.time_base)
+    fps = info.fps or 1
+    return float(frame.index / fps)
+
+
+def probe_dict(info: Any) -> dict[str, Any]:
+    return {k: (str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
+            for k, v in asdict(info).items()}
+
+
+class optional_writer:
+    """The ``--compare`` preview writer, or nothing."""
+
+    def __init__(self, path, info, codec: str, crf: int, overwrite: bool):
+        self.path, self.info, self.codec, self.crf, self.overwrite = path, info, codec, crf, overwrite
+        self.inner = None
+
+    def __enter__(self):
+        if self.path is None:
+            return None
+        from vidcolor.io import writer
+
+        self.inner = writer.open_writer(Path(self.path), self.info, src_path=None,
+                                        codec=self.codec, crf=self.crf, overwrite=self.overwrite,
+                                        keep_luma=False, drop_unsupported_streams=True)
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc):
+        if self.inner is None:
+            return False
+        return self.inner.__exit__(*exc)
