@@ -198,25 +198,14 @@ def download_weights(
 
 @contextmanager
 def byte_progress(quiet: bool):
-    """A rich bar with bytes, speed and ETA per member, or nothing."""
+    """The download bar (bytes, speed, ETA) on a terminal, else no callback."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
-
     from vidcolor.progress import stderr_console
+    from vidcolor.weights.progress import rich_progress
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console(), transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(done: int, total: int | None, label: str) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
+    with rich_progress(stderr_console()) as update:
         yield update
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -223,10 +224,14 @@ class Colorizer:
             total = expected_frames(info, max_frames)
             started = time.perf_counter()
             timestamps: list[float] = []
-            with writer.open_writer(dst, info, src_path=src, codec=codec, crf=crf,
-                                    overwrite=overwrite, keep_luma=keep_luma,
+            trimmed = start is not None or duration is not None or max_frames is not None
+            # A picture resampled to another geometry has square pixels.
+            square = dataclasses.replace(info, sample_aspect_ratio=None)
+            with writer.open_writer(dst, info if keep_luma else square, src_path=src,
+                                    codec=codec, crf=crf, overwrite=overwrite,
+                                    keep_luma=keep_luma, trimmed=trimmed,
                                     drop_unsupported_streams=drop_unsupported_streams) as out, \
-                    optional_writer(compare, info, codec, crf, overwrite) as preview, \
+                    optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
                     frame_progress(f"{src.name}", total, quiet=quiet) as bar:
                 for result in self._stream(frames, (info.height, info.width), ref, mode=mode,
                                            preset=preset, size=size, batch_size=batch_size,
@@ -306,8 +311,9 @@ def probe_dict(info: Any) -> dict[str, Any]:
 class optional_writer:
     """The ``--compare`` preview writer, or nothing."""
 
-    def __init__(self, path, info, codec: str, crf: int, overwrite: bool):
-        self.path, self.info, self.codec, self.crf, self.overwrite = path, info, codec, crf, overwrite
+    def __init__(self, path, info, codec: str, crf: int, overwrite: bool, trimmed: bool):
+        self.path, self.info, self.codec, self.crf = path, info, codec, crf
+        self.overwrite, self.trimmed = overwrite, trimmed
         self.inner = None
 
     def __enter__(self):
@@ -317,7 +323,8 @@ class optional_writer:
 
         self.inner = writer.open_writer(Path(self.path), self.info, src_path=None,
                                         codec=self.codec, crf=self.crf, overwrite=self.overwrite,
-                                        keep_luma=False, drop_unsupported_streams=True)
+                                        keep_luma=False, trimmed=self.trimmed,
+                                        drop_unsupported_streams=True)
         return self.inner.__enter__()
 
     def __exit__(self, *exc):
