@@ -1,6 +1,15 @@
-"""Suite-wide isolation: no test reads or writes the user's weight cache."""
+"""Suite-wide fixtures: an isolated weight cache per test, and seeded devc weights laid out like
+the official release (built once per session; no network)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -8,3 +17,51 @@ def isolated_weights_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("vidcolor-home")
     monkeypatch.setenv("VIDCOLOR_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def seeded_release_zip(tmp_path_factory) -> Path:
+    """A zip shaped like the official release (member paths of the registry) holding the seeded
+    float32 weights of GOLDEN.md, saved with torch.save as the official .pth files are."""
+    from vidcolor.weights import registry
+    from vidcolor.weights.seeded import seeded_official_state_dict
+
+    path = tmp_path_factory.mktemp("release") / "colorization_checkpoint.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member in registry.DEVC_RELEASE.members:
+            state = {k: v.float() for k, v in seeded_official_state_dict(member.checkpoint).items()}
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            archive.writestr(member.path_in_zip, buffer.getvalue())
+        archive.writestr("data/vgg19_gray.pth", b"not needed for inference")
+    return path
+
+
+@pytest.fixture(scope="session")
+def seeded_install(seeded_release_zip, tmp_path_factory) -> Path:
+    """The seeded release installed once through `download.install(from_file=...)`; tests copy it."""
+    import os
+
+    from vidcolor.weights import download
+
+    home = tmp_path_factory.mktemp("seeded-home")
+    previous = os.environ.get("VIDCOLOR_HOME")
+    os.environ["VIDCOLOR_HOME"] = str(home)
+    try:
+        return download.install(from_file=seeded_release_zip)
+    finally:
+        if previous is None:
+            os.environ.pop("VIDCOLOR_HOME", None)
+        else:
+            os.environ["VIDCOLOR_HOME"] = previous
+
+
+@pytest.fixture
+def devc_weights(seeded_install, isolated_weights_home) -> Path:
+    """Seeded devc weights installed in this test's weight cache (a copy: tests may damage it)."""
+    from vidcolor.weights import cache
+
+    target = cache.installed_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(seeded_install, target)
+    return target
