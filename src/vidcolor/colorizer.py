@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ from vidcolor import engine as loop
 from vidcolor.devices import resolve_device, resolve_precision
 from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
 from vidcolor.io.frame import Frame
+from vidcolor.prefetch import prefetch
 from vidcolor.presets import make_preset
 from vidcolor.reference import is_gray, load_reference
 
@@ -220,7 +222,9 @@ class Colorizer:
                                  input_probe=probe_dict(info))
             keep_luma = preset == "default"
             times = loop.StageTimes()
-            frames = clip.frames(start=start, duration=duration, max_frames=max_frames)
+            # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
+            frames = closing(prefetch(clip.frames(start=start, duration=duration,
+                                                  max_frames=max_frames), depth=2 * batch_size))
             total = expected_frames(info, max_frames)
             started = time.perf_counter()
             timestamps: list[float] = []
@@ -232,8 +236,9 @@ class Colorizer:
                                     keep_luma=keep_luma, trimmed=trimmed,
                                     drop_unsupported_streams=drop_unsupported_streams) as out, \
                     optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
-                    frame_progress(f"{src.name}", total, quiet=quiet) as bar:
-                for result in self._stream(frames, (info.height, info.width), ref, mode=mode,
+                    frame_progress(f"{src.name}", total, quiet=quiet) as bar, \
+                    frames as decoded:
+                for result in self._stream(decoded, (info.height, info.width), ref, mode=mode,
                                            preset=preset, size=size, batch_size=batch_size,
                                            times=times):
                     t = time.perf_counter()
