@@ -1,0 +1,307 @@
+"""The classic engine: correspondence against a dense computation, the colorization step's
+behaviour, and the engine on small clips (static shot, moving constant-colour square, a cut)."""
+
+import numpy as np
+import pytest
+import torch
+
+from vidcolor.classic import colorize, correspondence, features
+from vidcolor.classic.engine import ClassicEngine, ClassicSettings, ClassicState
+from vidcolor.color.lab import center_lab, lab_to_rgb, rgb_to_lab
+from vidcolor.demo_clip import cut_index, make_truth_frames
+from vidcolor.errors import OptionError
+from vidcolor.metrics import psnr
+
+
+def _centred_lab(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (1, 3, H, W) float32 centred Lab, the engines' input convention."""
+    return center_lab(rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1)[None].double() / 255)
+                      ).float()
+
+
+def _to_rgb(l_centred: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    lab = torch.cat([l_centred + 50.0, ab], 1).double()
+    return (lab_to_rgb(lab, clip=True)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _run_clip(engine, labs, ref_lab, propagate):
+    """The recurrent loop as engine.py drives it: batched correspondence, sequential steps."""
+    ref = engine.prepare_reference(ref_lab)
+    state = engine.initial_state(ref, propagate)
+    frames_l = torch.cat([lab[:, :1] for lab in labs])
+    corr = engine.correspond(frames_l, ref)
+    outputs = []
+    for i in range(len(labs)):
+        ab, state = engine.step(frames_l[i: i + 1], corr[i], state)
+        outputs.append(ab)
+    return outputs, corr
+
+
+def _dense_match(frame_features, ref_features, ref_colors, temperature):
+    """The paper's Eq. 3-5 written densely in float64 from the definitions."""
+    def prepare(x):
+        x = x - x.mean(dim=-1, keepdim=True)
+        return x / (x.norm(dim=-2, keepdim=True) + 2.22e-16)
+
+    f = prepare(frame_features.double())
+    r = prepare(ref_features.double()[None])[0]
+    similarity = torch.einsum("bcn,cm->bnm", f, r)
+    confidence = similarity.max(dim=2).values
+    if temperature is None:
+        weights = torch.nn.functional.one_hot(similarity.argmax(dim=2), r.shape[1]).double()
+    else:
+        weights = torch.softmax(similarity / temperature, dim=2)
+    return torch.einsum("bnm,km->bkn", weights, ref_colors.double()), confidence
+
+
+@pytest.mark.parametrize("temperature", [None, 0.05])
+def test_match_equals_the_dense_correlation_in_chunks(temperature):
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.randn(2, 6, 53, generator=generator, dtype=torch.float64) + 3.0
+    ref = torch.randn(6, 41, generator=generator, dtype=torch.float64) - 1.0
+    colors = torch.randn(2, 41, generator=generator, dtype=torch.float64) * 30
+    warped, confidence = correspondence.match(
+        correspondence.centre_and_normalize(frame),
+        correspondence.centre_and_normalize(ref[None])[0], colors, temperature, chunk=7)
+    expected_warp, expected_confidence = _dense_match(frame, ref, colors, temperature)
+    assert warped.shape == (2, 2, 53) and confidence.shape == (2, 53)
+    torch.testing.assert_close(confidence, expected_confidence, atol=1e-12, rtol=0)
+    torch.testing.assert_close(warped, expected_warp, atol=1e-9, rtol=0)
+    assert confidence.abs().max() <= 1.0 + 1e-12
+
+
+def test_match_rejects_disagreeing_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 6, 5\)"):
+        correspondence.match(torch.zeros(2, 6, 5), torch.zeros(5, 4), torch.zeros(2, 4))
+
+
+def _normalized_field(generator, channels, height, width):
+    x = torch.randn(1, channels, height * width, generator=generator, dtype=torch.float64)
+    return correspondence.centre_and_normalize(x).view(channels, height, width)
+
+
+def test_refine_matches_equals_a_brute_force_window_search():
+    generator = torch.Generator().manual_seed(4)
+    frame = _normalized_field(generator, 5, 9, 11)[None].repeat(2, 1, 1, 1)
+    frame[1] = _normalized_field(generator, 5, 9, 11)
+    ref = _normalized_field(generator, 5, 7, 13)
+    offsets = torch.randint(-2, 3, (2, 2, 9, 11), generator=generator)
+    best, similarity = correspondence.refine_matches(frame, ref, offsets, radius=1,
+                                                     propagation_rounds=0)
+    for b in range(2):
+        for y in range(9):
+            for x in range(11):
+                candidates = []
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ry, rx = y + offsets[b, 0, y, x] + dy, x + offsets[b, 1, y, x] + dx
+                        if 0 <= ry < 7 and 0 <= rx < 13:
+                            candidates.append(float(frame[b, :, y, x] @ ref[:, ry, rx]))
+                expected = max(candidates) if candidates else -float("inf")
+                assert similarity[b, y, x].item() == pytest.approx(expected, abs=1e-12)
+                if candidates:
+                    ry, rx = y + best[b, 0, y, x], x + best[b, 1, y, x]
+                    assert float(frame[b, :, y, x] @ ref[:, ry, rx]) == pytest.approx(expected)
+
+
+def test_refine_matches_propagates_a_neighbours_better_offset():
+    generator = torch.Generator().manual_seed(5)
+    ref = _normalized_field(generator, 8, 10, 20)
+    frame = ref[:, :, 5:15][None].clone()  # the frame is the reference shifted by 5 columns
+    offsets = torch.zeros(1, 2, 10, 10, dtype=torch.long)
+    offsets[:, 1] = 5
+    offsets[0, :, 4, 4] = torch.tensor([3, -4])  # one wrong match, far outside the window
+    best, similarity = correspondence.refine_matches(frame, ref, offsets, radius=0,
+                                                     propagation_rounds=1)
+    assert (best[:, 0] == 0).all() and (best[:, 1] == 5).all()
+    torch.testing.assert_close(similarity, torch.ones_like(similarity))
+
+
+def test_grid_size_follows_the_official_stride_and_caps_the_positions():
+    assert features.grid_size(432, 768) == (54, 96)  # REFERENCE.md §4's feature grid
+    assert features.grid_size(80, 160) == (10, 20)
+    big_h, big_w = features.grid_size(2160, 3840)
+    assert big_h * big_w <= features.MAX_GRID_POSITIONS * 1.01
+    assert abs(big_w / big_h - 3840 / 2160) < 0.05
+
+
+def test_correspondence_ignores_a_difference_of_exposure():
+    """Gain and offset on the frame's luminance change nothing: no remapping is needed."""
+    frames = make_truth_frames(2, (64, 96))
+    ref_lab, frame_lab = _centred_lab(frames[0]), _centred_lab(frames[1])
+    engine = ClassicEngine()
+    ref = engine.prepare_reference(ref_lab)
+    normal = engine.correspond(frame_lab[:, :1], ref)
+    darker = engine.correspond((frame_lab[:, :1] + 50) * 0.6 + 5 - 50, ref)
+    torch.testing.assert_close(darker.confidence, normal.confidence, atol=1e-4, rtol=0)
+    torch.testing.assert_close(darker.warped_ab, normal.warped_ab, atol=1e-3, rtol=0)
+
+
+def test_features_of_a_translated_image_are_translated():
+    generator = torch.Generator().manual_seed(2)
+    base = features.gaussian_blur(torch.rand(1, 1, 320, 320, generator=generator), 2.0)
+    # A shift by (8, 16) working pixels is (1, 2) grid cells at stride 8.
+    shifted = torch.roll(base, shifts=(8, 16), dims=(2, 3))
+    a = features.raw_features(base, (40, 40))
+    b = features.raw_features(shifted, (40, 40))
+    m = 14  # the widest blur (sigma 8 analysis px, radius 24 = 12 cells) stays off the border
+    torch.testing.assert_close(b[..., 1 + m: -m, 2 + m: -m], a[..., m: -m - 1, m: -m - 2],
+                               atol=1e-5, rtol=0)
+
+
+def test_self_reference_finds_itself():
+    """The frame as its own reference: every position matches itself with cosine ~1, and the
+    colours read along the matches are the frame's own, at full detail."""
+    frame = make_truth_frames(1, (96, 128))[0]
+    lab = _centred_lab(frame)
+    engine = ClassicEngine(settings=ClassicSettings(detail_warp=True))
+    ref = engine.prepare_reference(lab)
+    corr = engine.correspond(lab[:, :1], ref)
+    assert corr.warped_ab.shape == (1, 2, 96, 128)
+    assert corr.confidence.shape == (1, 1, 96, 128)
+    assert (corr.confidence > 0.999).float().mean() > 0.95
+    error = (corr.warped_ab - lab[:, 1:]).norm(dim=1)
+    assert (error < 1e-3).float().mean() > 0.95
+    assert psnr(_to_rgb(lab[:, :1], corr.warped_ab), frame) > 40.0
+
+
+def test_static_shot_with_the_frame_as_reference_reproduces_its_colours():
+    frame = make_truth_frames(1, (96, 128))[0]
+    lab = _centred_lab(frame)
+    truth_rgb = _to_rgb(lab[:, :1], lab[:, 1:])
+    # Propagation: the reference is the coloured frame 0 itself, carried along the shot.
+    outputs, _ = _run_clip(ClassicEngine(), [lab] * 3, lab, propagate=True)
+    for ab in outputs:
+        assert ab.shape == (1, 2, 96, 128)
+        assert psnr(_to_rgb(lab[:, :1], ab), truth_rgb) > 40.0
+    # Exemplar: colours come through the stride-4 grid (mean colours by default, full detail
+    # on request) and the edge-aware fill, so less exactly.
+    for detail, floor in ((False, 28.0), (True, 35.0)):
+        engine = ClassicEngine(settings=ClassicSettings(detail_warp=detail))
+        outputs, _ = _run_clip(engine, [lab] * 3, lab, propagate=False)
+        for ab in outputs:
+            assert psnr(_to_rgb(lab[:, :1], ab), truth_rgb) > floor
+
+
+def _square_clip(n_frames, size=(64, 96), side=20, step=3):
+    """A constant-colour square moving right over a gray texture, and its true ab."""
+    rng = np.random.default_rng(3)
+    texture = rng.random((size[0] + 20, size[1] + 60))
+    from scipy import ndimage
+
+    texture = ndimage.gaussian_filter(texture, 2.0)
+    texture = (texture - texture.min()) / np.ptp(texture) * 0.25 + 0.1  # dark gray texture
+    frames = []
+    for t in range(n_frames):
+        rgb = np.repeat(texture[10: 10 + size[0], 10 + t: 10 + t + size[1], None], 3, axis=2)
+        top, left = 22, 10 + step * t
+        # A flat orange square, brighter than the background: grayscale flow can see it move.
+        rgb[top: top + side, left: left + side] = (0.95, 0.6, 0.2)
+        frames.append((rgb * 255 + 0.5).astype(np.uint8))
+    return frames, (top, side, step)
+
+
+def test_propagation_keeps_a_moving_constant_colour_region():
+    frames, (top, side, step) = _square_clip(8)
+    labs = [_centred_lab(f) for f in frames]
+    engine = ClassicEngine()
+    outputs, _ = _run_clip(engine, labs, labs[0], propagate=True)
+    for t, ab in enumerate(outputs):
+        left = 10 + step * t
+        inner = (slice(None), slice(None), slice(top + 3, top + side - 3),
+                 slice(left + 3, left + side - 3))
+        error = (ab[inner] - labs[t][inner][:, 1:]).norm(dim=1)
+        # The square's chroma is about 45 Lab units; it keeps it through 7 frames of motion.
+        # (Flow inside a flat region is ill-posed, so a few Lab units creep in from the
+        # leading edge, where new pixels are filled.)
+        assert error.median() < 2.0 and error.max() < 10.0, f"frame {t}"
+        # The gray background stays gray: no orange bleeds out of the square.
+        assert ab[:, :, top + side + 4:, :].norm(dim=1).max() < 3.0, f"frame {t}"
+
+
+def test_engine_runs_through_a_hard_cut_and_drops_the_carried_colours():
+    n_frames = 16
+    frames = make_truth_frames(n_frames, (120, 160))
+    labs = [_centred_lab(f) for f in frames]
+    engine = ClassicEngine()
+    outputs, corr = _run_clip(engine, labs, labs[0], propagate=True)
+    assert len(outputs) == n_frames and len(corr) == n_frames
+    for ab in outputs:
+        assert ab.shape == (1, 2, 120, 160) and torch.isfinite(ab).all()
+    cut = cut_index(n_frames)
+    before = ((labs[cut - 1][0, 0] + 50) / 100).numpy()
+    after = ((labs[cut][0, 0] + 50) / 100).numpy()
+    zeros = np.zeros((2, 120, 160), np.float32)
+    _, reliability = colorize.carry_previous(after, before, zeros, engine.settings.fusion)
+    assert reliability.max() == 0.0
+    within = ((labs[cut - 2][0, 0] + 50) / 100).numpy()
+    _, reliability = colorize.carry_previous(before, within, zeros, engine.settings.fusion)
+    assert reliability.mean() > 0.4
+
+
+def test_fuse_and_fill_keeps_reliable_carried_colours_and_fills_the_rest():
+    settings = colorize.FusionSettings()
+    l_centred = np.zeros((30, 40), np.float32)
+    l_centred[:, 20:] = 30.0  # an edge in the middle of the frame
+    carried = np.zeros((2, 30, 40), np.float32)
+    carried[0], carried[1] = 12.0, -7.0
+    carried_weight = np.zeros((30, 40), np.float32)
+    carried_weight[:, :10] = 1.0  # reliable on the left quarter only
+    reference = np.zeros((2, 30, 40), np.float32)
+    reference[0, :, 20:], reference[1, :, 20:] = -25.0, 40.0
+    ref_weight = np.zeros((30, 40), np.float32)
+    ref_weight[:, 30:] = 0.2  # confident on the right quarter only
+    out = colorize.fuse_and_fill(l_centred, reference, ref_weight, carried, carried_weight,
+                                 settings)
+    np.testing.assert_allclose(out[:, :, :10], carried[:, :, :10], atol=1e-5)
+    np.testing.assert_allclose(out[:, :, 10:20], carried[:, :, 10:20], atol=0.05)  # filled
+    np.testing.assert_allclose(out[:, :, 20:], reference[:, :, 20:], atol=0.05)  # up to edge
+
+
+def test_reference_weight_ramps_from_the_floor():
+    settings = colorize.FusionSettings(confidence_floor=0.5, confidence_power=2.0,
+                                       reference_weight=0.2)
+    weights = colorize.reference_weight(np.array([-1.0, 0.5, 0.75, 1.0]), settings)
+    np.testing.assert_allclose(weights, [0.0, 0.0, 0.05, 0.2])
+
+
+def test_batched_correspondence_equals_one_frame_at_a_time():
+    frames = make_truth_frames(3, (48, 64))
+    labs = torch.cat([_centred_lab(f) for f in frames])
+    engine = ClassicEngine()
+    ref = engine.prepare_reference(labs[:1])
+    batched = engine.correspond(labs[:, :1], ref)
+    for i in range(3):
+        single = engine.correspond(labs[i: i + 1, :1], ref)
+        torch.testing.assert_close(batched[i].warped_ab, single.warped_ab, atol=1e-4, rtol=0)
+        torch.testing.assert_close(batched[i].confidence, single.confidence, atol=1e-5, rtol=0)
+
+
+def test_float64_engine_returns_float64():
+    lab = _centred_lab(make_truth_frames(1, (32, 48))[0]).double()
+    engine = ClassicEngine(dtype=torch.float64)
+    outputs, corr = _run_clip(engine, [lab], lab, propagate=False)
+    assert outputs[0].dtype == torch.float64 and corr.confidence.dtype == torch.float64
+
+
+def test_sizes_and_input_checks():
+    engine = ClassicEngine()
+    assert engine.valid_working_size(10, 500) == (16, 500)
+    assert engine.output_size(432, 768) == (432, 768)
+    with pytest.raises(OptionError, match="8x200"):
+        engine.check_working_size(8, 200)
+    with pytest.raises(ValueError, match=r"\(1, 2, 32, 32\)"):
+        engine.correspond(torch.zeros(1, 2, 32, 32), None)
+    assert isinstance(engine.initial_state(None, propagate=False), ClassicState)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_engine_matches_cpu():
+    frames = make_truth_frames(3, (48, 64))
+    labs = [_centred_lab(f) for f in frames]
+    cpu_out, _ = _run_clip(ClassicEngine(), labs, labs[0], propagate=True)
+    gpu_out, _ = _run_clip(ClassicEngine(device="cuda"), [x.cuda() for x in labs],
+                           labs[0].cuda(), propagate=True)
+    for a, b in zip(cpu_out, gpu_out):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, atol=0.5, rtol=0)
