@@ -178,3 +178,17 @@ def test_version_and_help():
     assert result.exit_code == 0
     for command in ("colorize", "batch", "download-weights", "eval"):
         assert command in result.output
+
+
+def test_poor_reference_is_reported_with_its_time_range(tmp_path):
+    from skimage import data
+
+    from vidcolor.demo_clip import write_demo_clip
+
+    clip = tmp_path / "demo.mp4"
+    write_demo_clip(clip, 6, size=(96, 128), with_audio=False)
+    wheel = tmp_path / "wheel.png"
+    write_png(wheel, np.ascontiguousarray(data.colorwheel()[..., :3]))
+    result = run("colorize", clip, "--ref", wheel, "-o", tmp_path / "o.mp4", "--engine", "classic")
+    assert result.exit_code == 0, result.output
+    assert "the reference matches poorly at 00:00:00.000-00:00:00." in result.output
