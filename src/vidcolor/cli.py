@@ -58,11 +58,14 @@ def user_errors(debug: bool) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def make_colorizer(engine: str, device: str, precision: str, mode: str, preset: str):
+def make_colorizer(engine: str, device: str, precision: str, mode: str, preset: str,
+                   quiet: bool):
+    """Options checked first; -q silences notices and warnings (errors are always printed)."""
     from vidcolor.colorizer import Colorizer, check_run_options
 
     check_run_options(mode, preset)
-    return Colorizer(engine=engine, device=device, precision=precision, notify=echo_notice)
+    return Colorizer(engine=engine, device=device, precision=precision,
+                     notify=None if quiet else echo_notice)
 
 
 @app.command()
@@ -91,7 +94,7 @@ def colorize(
     report: Optional[Path] = typer.Option(None, help="Write a JSON report of the run here."),
     compare: Optional[Path] = typer.Option(None, help="Also write a side-by-side input|output video."),
     batch_size: int = typer.Option(4, min=1, help="Frames per batch on the correspondence side."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Colorize a video (or frames, or an image) from a color reference."""
@@ -99,7 +102,7 @@ def colorize(
 
     with user_errors(debug):
         processing_size = parse_size(size)
-        colorizer = make_colorizer(engine, device, precision, mode, preset)
+        colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
         summary = colorizer.colorize_video(
             input, ref, output, mode=mode, preset=preset, size=processing_size, start=start,
             duration=duration, max_frames=max_frames, codec=codec, crf=crf, overwrite=overwrite,
@@ -134,7 +137,7 @@ def batch(
         out_dir = out or folder / "colored"
         processing_size = parse_size(size)
         jobs = plan_jobs(folder, out_dir, ref)
-        colorizer = make_colorizer(engine, device, precision, mode, preset)
+        colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
 
         def run(job):
             return colorizer.colorize_video(job.video, job.reference, job.output, mode=mode,
