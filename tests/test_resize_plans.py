@@ -92,3 +92,13 @@ def test_guided_upsample_follows_luminance_edge():
     err_bilinear = (bilinear - ab_full).abs().mean()
     assert err_guided < 0.5 * err_bilinear
     assert math.isfinite(float(err_guided))
+
+
+def test_upsample_rows_equals_interpolate_on_any_strip():
+    from vidcolor.color.upsample import upsample_rows
+
+    maps = torch.rand(2, 2, 7, 9, dtype=torch.float64)
+    full = torch.nn.functional.interpolate(maps, size=(30, 41), mode="bilinear",
+                                           align_corners=False)
+    assert torch.allclose(upsample_rows(maps, (30, 41), (0, 30)), full, atol=1e-12)
+    assert torch.allclose(upsample_rows(maps, (30, 41), (11, 17)), full[..., 11:17, :], atol=1e-12)

@@ -48,6 +48,7 @@ class Case:
     message: str  # a substring of the one-line message (error or warning)
     needs_weights: bool = False  # seeded devc weights installed first
     check: Callable[[Path], None] | None = None  # more assertions on success, given tmp_path
+    own_process: bool = False  # run the CLI in a fresh process (for memory figures)
 
 
 @dataclass
@@ -120,9 +121,10 @@ def big_4k_video(tmp, m):
 
 
 def memory_bounded(tmp):
-    """A 4160x2340 frame is 29 MB as RGB; the process stays well under 3 GB in all."""
+    """A 4160x2340 frame is 29 MB as RGB; work at that size runs in strips, so the whole
+    process (torch and the engine: about 0.6 GB) stays under 2 GB."""
     report = json.loads((tmp / "report.json").read_text())
-    assert report["frames"] == 2 and report["peak_memory_mb"] < 3000
+    assert report["frames"] == 2 and report["peak_memory_mb"] < 2000
 
 
 def one_pixel_image(tmp, m):
@@ -310,7 +312,8 @@ CASES = [
     Case("zero-frame video", zero_frame_video, USAGE, "empty.mp4"),
     Case("corrupt frame in the middle: decoding goes on, count reported", corrupt_middle_frame, OK,
          "corrupt frame"),
-    Case("video larger than 4K: memory bounded", big_4k_video, OK, "", check=memory_bounded),
+    Case("video larger than 4K: memory bounded", big_4k_video, OK, "", check=memory_bounded,
+         own_process=True),
     Case("1x1 image", one_pixel_image, OK, ""),
     Case("odd-sized frames", odd_sized_video, OK, ""),
     Case("16-bit PNG frames", sixteen_bit_frames, OK, ""),
@@ -398,11 +401,16 @@ def test_case(case: Case, material: Material, tmp_path: Path, request):
     setup = case.make(tmp_path, material)
     before = fingerprint(setup.inputs)
     try:
-        result = runner.invoke(app, [str(a) for a in setup.args])
+        if case.own_process:
+            done = subprocess.run([sys.executable, "-m", "vidcolor", *map(str, setup.args)],
+                                  capture_output=True, text=True, timeout=600)
+            exit_code, output = done.returncode, done.stdout + done.stderr
+        else:
+            result = runner.invoke(app, [str(a) for a in setup.args])
+            exit_code, output = result.exit_code, result.output
     finally:
         unlock_all(tmp_path)
-    output = result.output
-    assert result.exit_code == case.exit_code, output
+    assert exit_code == case.exit_code, output
     assert "Traceback" not in output, output
     assert case.message in output, output
     assert fingerprint(setup.inputs) == before, "an input was modified"

@@ -224,7 +224,7 @@ class Colorizer:
             times = loop.StageTimes()
             # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
             frames = closing(prefetch(clip.frames(start=start, duration=duration,
-                                                  max_frames=max_frames), depth=2 * batch_size))
+                                                  max_frames=max_frames), depth=batch_size))
             total = expected_frames(info, max_frames)
             started = time.perf_counter()
             timestamps: list[float] = []

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor.color import official
-from vidcolor.color.lab import center_lab, lab_to_rgb, rgb_to_lab
+from vidcolor.color.lab import L_MEAN, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
 from vidcolor.color.resize import (
     OFFICIAL_WORKING_SIZE,
     FitPadPlan,
@@ -28,7 +28,7 @@ from vidcolor.color.resize import (
     plan_fit_pad,
 )
 from vidcolor.color.smooth import fgs_filter
-from vidcolor.color.upsample import guided_upsample
+from vidcolor.color.upsample import guided_coefficients, upsample_rows
 from vidcolor.engine_api import Engine
 from vidcolor.errors import OptionError
 
@@ -109,7 +109,11 @@ class OfficialPreset:
 
 @dataclass
 class DefaultPreset:
-    """Aspect kept, source resolution and luminance kept, chroma upsampled along luma edges."""
+    """Aspect kept, source resolution and luminance kept, chroma upsampled along luma edges.
+
+    Work at the source resolution runs in strips of rows, so memory follows the processing
+    size, not the source's (a >4K frame never has a full-size float Lab image in memory).
+    """
 
     plan: FitPadPlan
     name: str = "default"
@@ -117,27 +121,46 @@ class DefaultPreset:
     def output_size(self, source_hw: tuple[int, int]) -> tuple[int, int]:
         return source_hw
 
-    def source_lab(self, rgb: np.ndarray) -> torch.Tensor:
-        return center_lab(rgb_to_lab(rgb_tensor(rgb)))
-
     def prepare(self, rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame -> (1, 3, H, W) float32 centred Lab at the padded working size, and the
-        source-resolution centred L that ``finish`` keeps."""
-        lab = self.source_lab(rgb)
-        return fit_pad(lab, self.plan), lab[:, :1]
+        """Frame -> its centred L at the padded working size (1, 1, H, W) (frames need no ab),
+        and the source-resolution centred L that ``finish`` keeps."""
+        l_source = torch.empty((1, 1, rgb.shape[0], rgb.shape[1]), dtype=torch.float32)
+        for r0, r1 in strips(rgb.shape[0]):
+            l_source[..., r0:r1, :] = rgb_to_lightness(rgb_tensor(rgb[r0:r1])) - L_MEAN
+        return fit_pad(l_source, self.plan), l_source
 
     def prepare_reference(self, rgb: np.ndarray) -> torch.Tensor:
         """The reference is fitted whole into the working size (no colour is cropped away)."""
-        return fit_pad_image(self.source_lab(rgb), self.plan.working)
+        return fit_pad_image(center_lab(rgb_to_lab(rgb_tensor(rgb))), self.plan.working)
 
     def finish(self, engine: Engine, ab: torch.Tensor, lab_work: torch.Tensor,
                l_source: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         l_work = lab_work[:, :1].float().cpu()
         ab_work = postprocess_chroma(engine, ab, l_work, OFFICIAL_CHROMA_GAIN)
         ab_content = crop_content(ab_work, self.plan)
-        ab_full = guided_upsample(ab_content, (l_source + 50.0) / L_RANGE)
-        lab = torch.cat([l_source + 50.0, ab_full], dim=1)
-        return tensor_to_rgb(lab_to_rgb(lab), rgb.dtype)
+        a, b = guided_coefficients(ab_content, (l_source + L_MEAN) / L_RANGE)
+        same_size = a.shape[-2:] == l_source.shape[-2:]
+        maps = torch.cat([a, b])
+        out = np.empty(rgb.shape, rgb.dtype)
+        for r0, r1 in strips(rgb.shape[0]):
+            lightness = l_source[..., r0:r1, :] + L_MEAN
+            if same_size:
+                ab_rows = b[..., r0:r1, :]
+            else:
+                up = upsample_rows(maps, tuple(l_source.shape[-2:]), (r0, r1))
+                ab_rows = up[:1] * (lightness / L_RANGE) + up[1:]
+            lab = torch.cat([lightness, ab_rows], dim=1)
+            out[r0:r1] = tensor_to_rgb(lab_to_rgb(lab), rgb.dtype)
+        return out
+
+
+# Rows per strip for work at the source resolution: 256 rows of a 4K frame are ~4 MB per plane.
+STRIP_ROWS = 256
+
+
+def strips(height: int, rows: int = STRIP_ROWS):
+    for start in range(0, height, rows):
+        yield start, min(height, start + rows)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -108,6 +108,15 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack((lightness, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
 
+def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB (*, 3, H, W) -> L (*, 1, H, W), as ``rgb_to_lab(rgb)[..., :1, :, :]`` at a third of
+    the work: L depends only on the luminance Y (whose white point is 1)."""
+    _check_image(rgb, "rgb_to_lightness")
+    y_row = _matrix(XYZ_FROM_RGB[1], rgb).view(1, 3)
+    luminance = _apply_matrix(y_row, srgb_to_linear(rgb))
+    return 116.0 * _lab_f(luminance) - 16.0
+
+
 def lab_to_rgb(lab: torch.Tensor, clip: bool = False) -> torch.Tensor:
     """CIELAB -> sRGB. Unclipped by default so out-of-gamut colours survive a round trip.
 

@@ -34,20 +34,41 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     return box_mean(a, radius) * guide + box_mean(b, radius)
 
 
-def guided_upsample(ab: torch.Tensor, luminance: torch.Tensor, radius: int = 1,
-                    eps: float = GUIDED_EPS) -> torch.Tensor:
-    """ab (B, 2, h, w) -> (B, 2, H, W) following the edges of luminance (B, 1, H, W) in [0, 1]."""
-    size = tuple(luminance.shape[-2:])
-    if tuple(ab.shape[-2:]) == size:
-        return ab
-    guide = luminance.to(ab.dtype)
-    low_guide = F.interpolate(guide, size=tuple(ab.shape[-2:]), mode="bilinear",
+def guided_coefficients(ab: torch.Tensor, luminance: torch.Tensor, radius: int = 1,
+                        eps: float = GUIDED_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution maps A, B with ab ≈ A·L + B, from ab (B, 2, h, w) and the full-resolution
+    luminance (B, 1, H, W) in [0, 1]. Equal sizes give A = 0, B = ab (nothing to upsample)."""
+    if tuple(ab.shape[-2:]) == tuple(luminance.shape[-2:]):
+        return torch.zeros_like(ab), ab
+    low_guide = F.interpolate(luminance.to(ab.dtype), size=tuple(ab.shape[-2:]), mode="bilinear",
                               align_corners=False, antialias=True)
     mean_i = box_mean(low_guide, radius)
     mean_p = box_mean(ab, radius)
     a = (box_mean(low_guide * ab, radius) - mean_i * mean_p) / (
         box_mean(low_guide * low_guide, radius) - mean_i * mean_i + eps)
     b = mean_p - a * mean_i
-    a_up, b_up = (F.interpolate(box_mean(x, radius), size=size, mode="bilinear",
-                                align_corners=False) for x in (a, b))
-    return a_up * guide + b_up
+    return box_mean(a, radius), box_mean(b, radius)
+
+
+def upsample_rows(maps: torch.Tensor, size: tuple[int, int], rows: tuple[int, int]) -> torch.Tensor:
+    """Rows ``rows[0]:rows[1]`` of ``F.interpolate(maps, size, bilinear, align_corners=False)``
+    without building the full-size result (grid_sample maps pixel j to (j + 0.5)·in/out - 0.5
+    and clamps at the border, exactly as interpolate does)."""
+    height, width = size
+    ys = (torch.arange(rows[0], rows[1], dtype=maps.dtype) + 0.5) * (2.0 / height) - 1.0
+    xs = (torch.arange(width, dtype=maps.dtype) + 0.5) * (2.0 / width) - 1.0
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]
+    grid = grid.expand(maps.shape[0], -1, -1, -1).to(maps.device)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def guided_upsample(ab: torch.Tensor, luminance: torch.Tensor, radius: int = 1,
+                    eps: float = GUIDED_EPS) -> torch.Tensor:
+    """ab (B, 2, h, w) -> (B, 2, H, W) following the edges of luminance (B, 1, H, W) in [0, 1]."""
+    a, b = guided_coefficients(ab, luminance, radius, eps)
+    if a.shape[-2:] == luminance.shape[-2:]:
+        return b
+    size = tuple(luminance.shape[-2:])
+    maps = upsample_rows(torch.cat([a, b]), size, (0, size[0]))
+    n = ab.shape[0]
+    return maps[:n] * luminance.to(ab.dtype) + maps[n:]
