@@ -16,9 +16,11 @@ mark) so no psutil is needed; writing ``5`` to ``/proc/self/clear_refs`` resets 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -234,3 +236,15 @@ def write_gray_clip(path: str | Path, n_frames: int, size: tuple[int, int], fps:
             container.mux(stream.encode(frame.reformat(format="yuv420p")))
         container.mux(stream.encode(None))
     return Path(path)
+
+
+def run_script_worker(script: str | Path, spec: dict, result_prefix: str) -> dict:
+    """Run ``script --worker SPEC`` in a fresh process (its own peak RSS) and return the JSON
+    it printed after ``result_prefix``; on failure ``{**spec, "error": "exit N: last line"}``."""
+    command = [sys.executable, str(Path(script).resolve()), "--worker", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(result_prefix):
+            return json.loads(line[len(result_prefix):])
+    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {**spec, "error": f"exit {done.returncode}: {tail[0]}"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    run_script_worker,
     command_line,
     cuda_peak_bytes,
     format_bytes,
@@ -65,14 +65,10 @@ def run_worker(spec: dict) -> dict:
 
 
 def run_in_subprocess(spec: dict) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-    raise SystemExit(f"worker for {spec['frames']} frames failed (exit {done.returncode}): "
-                     f"{tail[0]}")
+    result = run_script_worker(__file__, spec, RESULT_PREFIX)
+    if "error" in result:
+        raise SystemExit(f"worker for {spec['frames']} frames failed ({result['error']})")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
