@@ -14,7 +14,8 @@ import torch
 from skimage import color as skcolor
 from skimage import transform as sktransform
 
-from vidcolor.color.lab import L_MEAN, L_NORM, L_RANGE
+from vidcolor.color.lab import L_MEAN, L_NORM
+from vidcolor.color.smooth import luminance_guide
 
 UINT8_MAX = 255.0
 
@@ -145,15 +146,11 @@ def official_to_rgb_uint8(l_centred_full, ab_full) -> np.ndarray:
 
 
 def fgs_guide(l_centred_full) -> np.ndarray:
-    """Guide image of the official smoother: uint8((L_centred + 50) * 255 / 100), truncated.
-
-    Computed in float32 like the release's tensor (REFERENCE.md §7.3).
-    """
+    """Guide image of the official smoother (REFERENCE.md §7.3): ``luminance_guide`` of the
+    smoother's module, also accepting the (1, H, W) L channel the pipeline holds."""
     lightness = _as_numpy(l_centred_full, "fgs_guide")
     if lightness.ndim == 3 and lightness.shape[0] == 1:
         lightness = lightness[0]
     if lightness.ndim != 2:
         raise ValueError(f"fgs_guide: expected centred L of shape (1, H, W) or (H, W), got {lightness.shape}")
-    lightness = lightness.astype(np.float32)
-    scaled = (lightness + np.float32(L_MEAN)) * np.float32(UINT8_MAX) / np.float32(L_RANGE)
-    return scaled.astype(np.uint8)
+    return luminance_guide(lightness)
