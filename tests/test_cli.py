@@ -192,3 +192,31 @@ def test_poor_reference_is_reported_with_its_time_range(tmp_path):
     result = run("colorize", clip, "--ref", wheel, "-o", tmp_path / "o.mp4", "--engine", "classic")
     assert result.exit_code == 0, result.output
     assert "the reference matches poorly at 00:00:00.000-00:00:00." in result.output
+
+
+def test_eval_cli_scores_and_writes_json_csv(material, tmp_path):
+    folder, clip = material
+    out = tmp_path / "colored.mkv"
+    assert run("colorize", clip.path, "--ref", folder / "ref.png", "-o", out, "--engine", "classic",
+               "--codec", "ffv1", "-q").exit_code == 0
+    result = run("eval", out, "--gt", clip.path, "--json", tmp_path / "e.json", "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    assert "PSNR" in result.output and "warp error" in result.output
+    assert "frames" in json.loads((tmp_path / "e.json").read_text())
+    assert len((tmp_path / "e.csv").read_text().strip().splitlines()) == 1 + 6  # header + frames
+    fewer = run("eval", out, "--gt", folder / "ref.png")  # 1 frame of the same size
+    assert fewer.exit_code == 0 and "frame" in fewer.output.splitlines()[0]
+    small = tmp_path / "small.png"
+    write_png(small, np.zeros((24, 32, 3), np.uint8))
+    mismatch = run("eval", out, "--gt", small)
+    assert mismatch.exit_code == 2 and "--resize" in mismatch.output
+
+
+def test_download_weights_from_file_then_verify(seeded_release_zip):
+    assert run("download-weights", "--verify").exit_code == 2  # nothing installed yet
+    result = run("download-weights", "--from-file", seeded_release_zip)
+    assert result.exit_code == 0, result.output
+    assert "installed devc weights in" in result.output
+    verified = run("download-weights", "--verify")
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.count("\n") == 3  # one line per checkpoint
