@@ -34,6 +34,7 @@ from vidcolor.weights.zipformat import (
     CHUNK_SIZE,
     LOCAL_HEADER_SIZE,
     TAIL_PROBE_SIZE,
+    ByteTally,
     ExtractedMember,
     ProgressCallback,
     ZipEntry,
@@ -343,17 +344,13 @@ def fetch_members_by_range(
         check_member_pins(entry, member, archive.url)
         entries.append(entry)
 
-    total = sum(entry.compressed_size for entry in entries)
-    done = 0
+    tally = ByteTally(sum(entry.compressed_size for entry in entries), progress)
     extracted: dict[str, ExtractedMember] = {}
     for entry in entries:
         label = entry.name.rsplit("/", 1)[-1]
 
         def on_bytes(count: int, label: str = label) -> None:
-            nonlocal done
-            done += count
-            if progress is not None:
-                progress(done, total, label)
+            tally(count, label)
 
         part = work_dir / (member_filename(entry.name) + ".part")
         _fetch_member_range(archive, entry, part, policy, on_bytes)

@@ -21,6 +21,18 @@ from vidcolor.errors import WeightsError
 from vidcolor.weights.registry import ZipMember
 
 ProgressCallback = Callable[[int, int, str], None]
+
+
+class ByteTally:
+    """Cumulative bytes over all members for one progress bar: ``tally(count, label)``."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None):
+        self.total, self.progress, self.done = total, progress, 0
+
+    def __call__(self, count: int, label: str) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.done, self.total, label)
 """``progress(done_bytes, total_bytes, label)``; called often, must be cheap."""
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: reads, writes and CRC updates go in chunks of this size
@@ -356,17 +368,13 @@ def extract_members_from_file(
             check_member_pins(_entry_from_info(info), member, source)
             infos.append(info)
 
-        total = sum(info.file_size for info in infos)
-        done = 0
+        tally = ByteTally(sum(info.file_size for info in infos), progress)
         extracted: dict[str, ExtractedMember] = {}
         for info in infos:
             label = info.filename.rsplit("/", 1)[-1]
 
             def on_bytes(count: int, label: str = label) -> None:
-                nonlocal done
-                done += count
-                if progress is not None:
-                    progress(done, total, label)
+                tally(count, label)
 
             destination = work_dir / member_filename(info.filename)
             _extract_one(archive, info, destination, source, on_bytes)
