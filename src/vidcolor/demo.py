@@ -18,6 +18,7 @@ same scene) and in propagation mode (reference: the true colours of frame 0) thr
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_demo(args.out, args.frames, (height, width))
     except VidcolorError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     return 0
 

@@ -14,6 +14,7 @@ target path never holds a partial result.
 from __future__ import annotations
 
 import io
+import contextlib
 import os
 import re
 import shutil
@@ -599,16 +600,12 @@ class VideoWriter(Writer):
         os.replace(self._tmp, self.dst)
 
     def _discard(self) -> None:
-        if self._copier is not None:
-            try:
-                self._copier.close()
-            except Exception:
-                pass
-        if self._out is not None:
-            try:
-                self._out.close()
-            except Exception:
-                pass
+        # Called while another failure propagates: closing half-written containers may fail
+        # too, and must neither hide that failure nor keep the temporary file from going.
+        for closable in (self._copier, self._out):
+            if closable is not None:
+                with contextlib.suppress(Exception):
+                    closable.close()
         self._tmp.unlink(missing_ok=True)
 
 
