@@ -347,10 +347,7 @@ def fetch_members_by_range(
     tally = ByteTally(sum(entry.compressed_size for entry in entries), progress)
     extracted: dict[str, ExtractedMember] = {}
     for entry in entries:
-        label = entry.name.rsplit("/", 1)[-1]
-
-        def on_bytes(count: int, label: str = label) -> None:
-            tally(count, label)
+        on_bytes = tally.member(entry.name.rsplit("/", 1)[-1])
 
         part = work_dir / (member_filename(entry.name) + ".part")
         _fetch_member_range(archive, entry, part, policy, on_bytes)

@@ -33,6 +33,10 @@ class ByteTally:
         self.done += count
         if self.progress is not None:
             self.progress(self.done, self.total, label)
+
+    def member(self, label: str) -> Callable[[int], None]:
+        """The ``on_bytes(count)`` callback for one member."""
+        return lambda count: self(count, label)
 """``progress(done_bytes, total_bytes, label)``; called often, must be cheap."""
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: reads, writes and CRC updates go in chunks of this size
@@ -371,10 +375,7 @@ def extract_members_from_file(
         tally = ByteTally(sum(info.file_size for info in infos), progress)
         extracted: dict[str, ExtractedMember] = {}
         for info in infos:
-            label = info.filename.rsplit("/", 1)[-1]
-
-            def on_bytes(count: int, label: str = label) -> None:
-                tally(count, label)
+            on_bytes = tally.member(info.filename.rsplit("/", 1)[-1])
 
             destination = work_dir / member_filename(info.filename)
             _extract_one(archive, info, destination, source, on_bytes)
