@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
-from vidcolor.flow import estimate_flow, warp
+from vidcolor.motion.flow import estimate_flow, warp
 
 # A channel with less spread than this (Lab units) is flat: its shape is not stretched.
 FLAT_CHANNEL_STD = 1e-6

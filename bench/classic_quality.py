@@ -3,12 +3,12 @@
     .venv/bin/python bench/classic_quality.py [--frames 48] [--size 240x320]
                                               [--speed-size 576x768] [--speed-frames 8]
 
-The clip (``vidcolor.demo_clip``) has pans, a zoom, a moving object and a hard cut; the input is
+The clip (``vidcolor.demo.clip``) has pans, a zoom, a moving object and a hard cut; the input is
 the L of the truth. Propagation mode gets the true frame 0 as reference; exemplar mode gets the
 whole coffee photo, a wider view of the same scene. The classic engine runs through the public
 ``Colorizer.colorize_frames`` with the default preset (what the CLI does, minus video I/O).
 
-Scores (``vidcolor.metrics``, the paper's metrics): PSNR of RGB against the truth, mean over
+Scores (``vidcolor.eval.metrics``, the paper's metrics): PSNR of RGB against the truth, mean over
 frames; warp error (paper Eq. 13) over consecutive pairs, flow and occlusion mask computed on
 the truth's luminance, the pair across the cut left out; colourfulness (Hasler & Süsstrunk).
 Speed: wall seconds per frame at ``--speed-size`` (the issue's 768x576), every stage of
@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import flow_propagation, global_transfer  # noqa: E402
 
 from vidcolor import Colorizer  # noqa: E402
-from vidcolor.demo_clip import (  # noqa: E402
+from vidcolor.demo.clip import (  # noqa: E402
     cut_index,
     demo_reference,
     luminance_only,
     make_truth_frames,
 )
-from vidcolor.flow import consistency_mask, estimate_flow  # noqa: E402
-from vidcolor.metrics import colorfulness, psnr, to_lab, warp_error  # noqa: E402
+from vidcolor.motion.flow import consistency_mask, estimate_flow  # noqa: E402
+from vidcolor.eval.metrics import colorfulness, psnr, to_lab, warp_error  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -54,7 +54,7 @@ TIMED_CALLS = 3  # after the memory call, in the same process
 def _inputs(grid: tuple[int, int], seed: int = 0):
     import torch
 
-    from vidcolor.models.correspondence import ReferenceEmbedding, correlation_embedding
+    from vidcolor.engines.devc.correspondence import ReferenceEmbedding, correlation_embedding
 
     generator = torch.Generator().manual_seed(seed)
     frames = correlation_embedding(torch.randn(1, EMBEDDING_CHANNELS, *grid, generator=generator))
@@ -72,7 +72,7 @@ def run_child(variant: str, grid: tuple[int, int], threads: int) -> dict:
     """
     import torch
 
-    from vidcolor.models.correspondence import dense_warp, hard_warp, soft_warp
+    from vidcolor.engines.devc.correspondence import dense_warp, hard_warp, soft_warp
 
     torch.set_num_threads(threads)
     frames, reference = _inputs(grid)

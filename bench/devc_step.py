@@ -50,10 +50,10 @@ from bench.common import (  # noqa: E402
 )
 from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab  # noqa: E402
 from vidcolor.color.official import cover_crop, fgs_guide, official_lab, official_to_rgb_uint8  # noqa: E402
-from vidcolor.models.colorization import phase_kernels  # noqa: E402
+from vidcolor.engines.devc.colorization import phase_kernels  # noqa: E402
 
-from vidcolor.models.engine import DevcEngine  # noqa: E402
-from vidcolor.models.vgg19 import CAFFE_MEAN_BGR  # noqa: E402
+from vidcolor.engines.devc.engine import DevcEngine  # noqa: E402
+from vidcolor.engines.devc.vgg19 import CAFFE_MEAN_BGR  # noqa: E402
 from vidcolor.weights.convert import CHECKPOINTS, remap_official  # noqa: E402
 from vidcolor.weights.seeded import seeded_official_state_dict  # noqa: E402
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vidcolor.batch import MANIFEST_NAME, Manifest, plan_jobs, run_batch
+from vidcolor.batch.runner import MANIFEST_NAME, Manifest, plan_jobs, run_batch
 from vidcolor.errors import InputError, ProcessingError
 
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from vidcolor.classic import colorize, correspondence, features
-from vidcolor.classic.engine import ClassicEngine, ClassicSettings, ClassicState
+from vidcolor.engines.classic import colorize, correspondence, features
+from vidcolor.engines.classic.engine import ClassicEngine, ClassicSettings, ClassicState
 from vidcolor.color.lab import center_lab, lab_to_rgb, rgb_to_lab
-from vidcolor.demo_clip import cut_index, make_truth_frames
+from vidcolor.demo.clip import cut_index, make_truth_frames
 from vidcolor.errors import OptionError
-from vidcolor.metrics import psnr
+from vidcolor.eval.metrics import psnr
 
 
 def _centred_lab(rgb: np.ndarray) -> torch.Tensor:

@@ -183,7 +183,7 @@ def test_version_and_help():
 def test_poor_reference_is_reported_with_its_time_range(tmp_path):
     from skimage import data
 
-    from vidcolor.demo_clip import write_demo_clip
+    from vidcolor.demo.clip import write_demo_clip
 
     clip = tmp_path / "demo.mp4"
     write_demo_clip(clip, 6, size=(96, 128), with_audio=False)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vidcolor.errors import WeightsError
-from vidcolor.models.engine import DevcEngine
-from vidcolor.models.network import build_colorization, build_correspondence, build_vgg19
+from vidcolor.engines.devc.engine import DevcEngine
+from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
 from vidcolor.weights.convert import (
     CHECKPOINTS,
     CONVERTED_FILES,

@@ -4,7 +4,7 @@ import av
 import numpy as np
 import pytest
 
-from vidcolor.demo_clip import (
+from vidcolor.demo.clip import (
     cut_index,
     demo_reference,
     luminance_only,
@@ -12,8 +12,8 @@ from vidcolor.demo_clip import (
     write_demo_clip,
 )
 from vidcolor.errors import OptionError
-from vidcolor.flow import consistency_mask, estimate_flow
-from vidcolor.metrics import is_hard_cut, to_lab
+from vidcolor.motion.flow import consistency_mask, estimate_flow
+from vidcolor.eval.metrics import is_hard_cut, to_lab
 
 SIZE = (48, 64)
 

@@ -20,7 +20,7 @@ from skimage import data
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from vidcolor import evaluation
+from vidcolor.eval import evaluation
 from vidcolor.errors import InputError, UsageError
 from vidcolor.io.frame import Frame
 

@@ -1,4 +1,4 @@
-"""vidcolor.flow: TV-L1 flow on known motions, warp against scikit-image, occlusion check."""
+"""vidcolor.motion.flow: TV-L1 flow on known motions, warp against scikit-image, occlusion check."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from scipy import ndimage
 from skimage import transform
 
-from vidcolor.flow import consistency_mask, estimate_flow, flow_grid_size, warp
+from vidcolor.motion.flow import consistency_mask, estimate_flow, flow_grid_size, warp
 
 
 def _texture(height, width, seed=0):

@@ -10,8 +10,8 @@ from skimage import data
 from skimage.color import rgb2lab
 from skimage.metrics import structural_similarity
 
-from vidcolor import metrics
-from vidcolor.flow import consistency_mask, estimate_flow
+from vidcolor.eval import metrics
+from vidcolor.motion.flow import consistency_mask, estimate_flow
 
 
 # --- PSNR ------------------------------------------------------------------------------------

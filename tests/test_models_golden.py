@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
 from vidcolor.errors import OptionError
-from vidcolor.models.colorization import UpsampleConv, phase_kernels
-from vidcolor.models.correspondence import warp
-from vidcolor.models.engine import DevcEngine, check_working_size, valid_working_size
-from vidcolor.models.layers import conv_add_relu, conv_relu, interleave_phases, max_pool_2x2
-from vidcolor.models.network import build_colorization, build_correspondence, build_vgg19
-from vidcolor.models.vgg19 import caffe_preprocess, gray_to_rgb, normalize_features
+from vidcolor.engines.devc.colorization import UpsampleConv, phase_kernels
+from vidcolor.engines.devc.correspondence import warp
+from vidcolor.engines.devc.engine import DevcEngine, check_working_size, valid_working_size
+from vidcolor.engines.devc.layers import conv_add_relu, conv_relu, interleave_phases, max_pool_2x2
+from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
+from vidcolor.engines.devc.vgg19 import caffe_preprocess, gray_to_rgb, normalize_features
 from vidcolor.weights.convert import CHECKPOINTS, official_layout, remap_official
 from vidcolor.weights.seeded import seeded_official_state_dict
 

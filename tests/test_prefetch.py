@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from vidcolor.prefetch import prefetch
+from vidcolor.io.prefetch import prefetch
 
 
 def test_order_and_completeness():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import vidcolor.models.correspondence as correspondence
-from vidcolor.models.correspondence import (
+import vidcolor.engines.devc.correspondence as correspondence
+from vidcolor.engines.devc.correspondence import (
     ReferenceEmbedding,
     correlation_embedding,
     dense_warp,
@@ -164,7 +164,7 @@ def test_hard_warp_memory_stays_bounded_by_the_chunk():
 
 
 def test_row_max_argmax_equals_torch_max_with_first_index_on_ties():
-    from vidcolor.models.correspondence import row_max_argmax
+    from vidcolor.engines.devc.correspondence import row_max_argmax
 
     corr = torch.randn(50, 6 * 7)
     corr[3, [5, 30]] = 10.0  # tie across reference rows: the first wins

@@ -98,7 +98,7 @@ def colorize(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Colorize a video (or frames, or an image) from a color reference."""
-    from vidcolor.presets import parse_size
+    from vidcolor.pipeline.presets import parse_size
 
     with user_errors(debug):
         processing_size = parse_size(size)
@@ -130,8 +130,8 @@ def batch(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Colorize every video of FOLDER with its reference; rerun to resume."""
-    from vidcolor.batch import plan_jobs, run_batch
-    from vidcolor.presets import parse_size
+    from vidcolor.batch.runner import plan_jobs, run_batch
+    from vidcolor.pipeline.presets import parse_size
 
     with user_errors(debug):
         out_dir = out or folder / "colored"
@@ -226,7 +226,7 @@ def evaluate(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Score a colorization against the truth: PSNR, SSIM, colorfulness, warp error."""
-    from vidcolor import evaluation
+    from vidcolor.eval import evaluation
 
     with user_errors(debug):
         result = evaluation.evaluate(output, gt, input=input, resize=resize)

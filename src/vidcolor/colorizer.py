@@ -18,13 +18,13 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from vidcolor import engine as loop
+from vidcolor.pipeline import loop
 from vidcolor.devices import resolve_device, resolve_precision
 from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
 from vidcolor.io.frame import Frame
-from vidcolor.prefetch import prefetch
-from vidcolor.presets import make_preset
-from vidcolor.reference import is_gray, load_reference
+from vidcolor.io.prefetch import prefetch
+from vidcolor.pipeline.presets import make_preset
+from vidcolor.pipeline.reference import is_gray, load_reference
 
 ENGINES = ("auto", "devc", "classic")
 MODES = ("exemplar", "propagate")
@@ -71,7 +71,7 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 
 def check_run_options(mode: str, preset: str) -> None:
     """Checked before anything is loaded, so a typo fails at once."""
-    from vidcolor.presets import PRESETS
+    from vidcolor.pipeline.presets import PRESETS
 
     check_choice("--mode", mode, MODES)
     check_choice("--preset", preset, PRESETS)
@@ -137,10 +137,10 @@ class Colorizer:
                     "No devc weights installed: using the classic engine (no weights needed). "
                     "Run `vidcolor download-weights` for the paper's network."
                 )
-            from vidcolor.classic.engine import ClassicEngine
+            from vidcolor.engines.classic.engine import ClassicEngine
 
             return ClassicEngine(device=self.device, dtype=self.dtype)
-        from vidcolor.models.engine import DevcEngine
+        from vidcolor.engines.devc.engine import DevcEngine
 
         return DevcEngine.from_directory(directory, device=self.device, dtype=self.dtype,
                                          autocast_dtype=self.autocast)
@@ -202,7 +202,7 @@ class Colorizer:
         subtitle streams are copied packet for packet.
         """
         from vidcolor.io import reader, writer
-        from vidcolor.outputs import default_output, side_by_side
+        from vidcolor.io.naming import default_output, side_by_side
         from vidcolor.progress import frame_progress
 
         src = Path(src)

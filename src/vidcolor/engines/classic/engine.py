@@ -9,7 +9,7 @@ Colorization (``colorize.py``): warped colours and the previous output carried b
 flow, fused by confidence and spread edge-aware. ``output_size`` is the working size times
 ``processing_scale`` (1 by default).
 
-Implements the ``Engine`` protocol of ``engine_api.py``: Lab tensors with centred L, state
+Implements the ``Engine`` protocol of ``engines/base.py``: Lab tensors with centred L, state
 passed explicitly (``ClassicState``), the reference side computed once (``ClassicReference``).
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidcolor.classic import colorize, correspondence, features
-from vidcolor.engine_api import Correspondence
+from vidcolor.engines.classic import colorize, correspondence, features
+from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError
 
 # Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1].

@@ -29,7 +29,7 @@ from vidcolor.color.resize import (
 )
 from vidcolor.color.smooth import fgs_filter
 from vidcolor.color.upsample import guided_coefficients, upsample_rows
-from vidcolor.engine_api import Engine
+from vidcolor.engines.base import Engine
 from vidcolor.errors import OptionError
 
 PRESETS = ("default", "official")

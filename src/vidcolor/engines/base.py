@@ -1,4 +1,4 @@
-"""The contract between the recurrent loop (``engine.py``) and the engines (devc, classic).
+"""The contract between the recurrent loop (``pipeline/loop.py``) and the engines (devc, classic).
 
 Conventions for every tensor here (the official normalisation, REFERENCE.md §2):
 Lab is CIELAB D65 with **centred L** (L - 50, so in [-50, 50]) and **raw ab** (Lab units,

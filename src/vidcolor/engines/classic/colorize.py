@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vidcolor.color.smooth import luminance_guide, normalized_fgs
-from vidcolor.flow import consistency_mask, estimate_flow, warp
+from vidcolor.motion.flow import consistency_mask, estimate_flow, warp
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class FusionSettings:
     # Share of the carried colour kept as is (unsmoothed) where it is fully reliable. (Doing
     # the same for confident reference colours measured no better: they are less exact.)
     keep_carried: float = 1.0
-    # Long side of the grid optical flow is solved on (vidcolor.flow).
+    # Long side of the grid optical flow is solved on (vidcolor.motion.flow).
     flow_max_side: int = 192
 
 

@@ -1,7 +1,7 @@
 """``python -m vidcolor.demo``: colorize a generated clip with the classic engine, offline.
 
 What ``make demo`` runs on a fresh clone. It builds the ground-truth demo clip
-(``vidcolor.demo_clip``: public-domain/CC0 photographs that scikit-image ships, with a tone as
+(``vidcolor.demo.clip``: public-domain/CC0 photographs that scikit-image ships, with a tone as
 audio track), colorizes its grayscale version in exemplar mode (reference: a wider photo of the
 same scene) and in propagation mode (reference: the true colours of frame 0) through the public
 ``Colorizer`` API, and writes, into ``--out`` (``demo/``, git-ignored):
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcolor.demo_clip import (
+from vidcolor.demo.clip import (
     DEFAULT_SIZE,
     cut_index,
     demo_reference,

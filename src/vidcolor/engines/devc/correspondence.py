@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolor.models.layers import instance_norm
+from vidcolor.engines.devc.layers import instance_norm
 
 CORRELATION_EPS = 2.22e-16  # the official normalisation epsilon of theta / phi
 POOLED_COLOR_STRIDE = 4  # reference Lab is avg-pooled 4x4 to the feature grid

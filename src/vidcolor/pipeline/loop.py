@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from vidcolor.engine_api import Engine
+from vidcolor.engines.base import Engine
 from vidcolor.io.frame import Frame
 
 DEFAULT_BATCH_SIZE = 4

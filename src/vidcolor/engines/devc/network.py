@@ -6,9 +6,9 @@ the released checkpoints' names lives in ``vidcolor.weights.convert``.
 
 from __future__ import annotations
 
-from vidcolor.models.colorization import ColorVidNet
-from vidcolor.models.correspondence import CorrespondenceNet, FeatureBranch
-from vidcolor.models.vgg19 import VGG19Features
+from vidcolor.engines.devc.colorization import ColorVidNet
+from vidcolor.engines.devc.correspondence import CorrespondenceNet, FeatureBranch
+from vidcolor.engines.devc.vgg19 import VGG19Features
 
 
 def build_vgg19() -> VGG19Features:

@@ -1,6 +1,6 @@
 """``vidcolor eval``: score a colorized clip against the true colours, streaming frame by frame.
 
-Per frame: PSNR on 8-bit RGB, PSNR on Lab ab, SSIM (``vidcolor.metrics``), the colourfulness
+Per frame: PSNR on 8-bit RGB, PSNR on Lab ab, SSIM (``vidcolor.eval.metrics``), the colourfulness
 of output and truth, and the temporal warp error of output and truth for the pair
 (previous frame, this frame). Per clip: their means, the PSNR at the frames of the paper's
 Figure 7 (1, 10, 30, 60, 100), and the truth's warp error as the floor a perfect result would
@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from vidcolor import metrics
+from vidcolor.eval import metrics
 from vidcolor.errors import InputError, OutputError, UsageError
 from vidcolor.io.frame import Frame
 
@@ -177,7 +177,7 @@ def _write_text(path: str | Path, text: str) -> None:
 
 def flow_method_name() -> str:
     """The optical flow used for the warp error, as reported in results."""
-    from vidcolor import flow
+    from vidcolor.motion import flow
 
     return (f"TV-L1 (scikit-image, {flow.TVL1_NUM_ITER} iterations, {flow.TVL1_NUM_WARP} "
             f"warps, long side {flow.DEFAULT_FLOW_MAX_SIDE} px) with a forward-backward "
@@ -246,7 +246,7 @@ class _PairState:
 def _temporal_scores(previous: _PairState | None, current: _PairState
                      ) -> tuple[float | None, float | None, bool]:
     """(warp error of output, of truth, cut before this frame) for the pair ending here."""
-    from vidcolor.flow import consistency_mask, estimate_flow
+    from vidcolor.motion.flow import consistency_mask, estimate_flow
 
     if previous is None:
         return None, None, False

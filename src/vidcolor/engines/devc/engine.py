@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
-from vidcolor.engine_api import Correspondence
+from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError, WeightsError
-from vidcolor.models.correspondence import INFERENCE_TEMPERATURE, ReferenceEmbedding, warp
-from vidcolor.models.network import build_colorization, build_correspondence, build_vgg19
-from vidcolor.models.vgg19 import caffe_preprocess, normalize_features
+from vidcolor.engines.devc.correspondence import INFERENCE_TEMPERATURE, ReferenceEmbedding, warp
+from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
+from vidcolor.engines.devc.vgg19 import caffe_preprocess, normalize_features
 from vidcolor.weights.convert import check_converted
 
 NETWORK_SCALE = 0.5  # networks run at half the working size (test.py:58,71)

@@ -3,7 +3,7 @@
 Conventions: RGB is HxWx3 on the 8-bit scale (uint8, or float already scaled to [0, 255]);
 Lab is CIELAB D65 as ``skimage.color.rgb2lab`` gives it, HxWx3 with L in [0, 100] and ab in
 Lab units; ab alone is HxWx2; luminance for flow and cut detection is HxW in [0, 1].
-The streaming over whole clips lives in ``vidcolor.evaluation``.
+The streaming over whole clips lives in ``vidcolor.eval.evaluation``.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def warp_error(prev_ab: np.ndarray, cur_ab: np.ndarray, flow: np.ndarray,
     A clip's warp error is the mean of E over its consecutive pairs. ``prev_ab``/``cur_ab`` are
     HxWx2, ``flow`` (2, H, W) (row, col), ``mask`` bool HxW (True = reliable).
     """
-    from vidcolor.flow import warp
+    from vidcolor.motion.flow import warp
 
     for name, ab in (("prev_ab", prev_ab), ("cur_ab", cur_ab)):
         if np.ndim(ab) != 3 or np.shape(ab)[2] != 2:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from vidcolor.models.layers import conv_relu, max_pool_2x2
+from vidcolor.engines.devc.layers import conv_relu, max_pool_2x2
 
 # Caffe VGG means (103.939, 116.779, 123.68) / 255 in BGR order, as the official
 # vgg_preprocess writes them (utils/util.py:347-352). It builds them with torch.Tensor, i.e.

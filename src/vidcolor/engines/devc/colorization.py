@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolor.models.layers import PHASES, conv_add_relu, conv_relu, instance_norm, interleave_phases
+from vidcolor.engines.devc.layers import PHASES, conv_add_relu, conv_relu, instance_norm, interleave_phases
 
 # The 7 input channels in the official order (FrameColor.py:64, REFERENCE.md §5).
 INPUT_CHANNELS = (

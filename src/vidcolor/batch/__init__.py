@@ -1,0 +1,1 @@
+"""vidcolor batch: pairing, manifest, and the run over a folder."""

@@ -1,0 +1,1 @@
+"""make demo: a generated clip colorized offline."""

@@ -1,0 +1,1 @@
+"""Quality metrics and the streaming evaluation of whole clips (vidcolor eval)."""

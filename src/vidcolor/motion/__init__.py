@@ -1,0 +1,1 @@
+"""Motion estimation: dense optical flow, used by the classic engine and by eval."""

@@ -1,0 +1,1 @@
+"""The frame loop and its glue: presets (geometry and post-processing), references."""
