@@ -194,12 +194,13 @@ class Colorizer:
                        max_frames: int | None = None, codec: str = "h264", crf: int = 18,
                        overwrite: bool = False, drop_unsupported_streams: bool = False,
                        report: str | Path | None = None, compare: str | Path | None = None,
-                       batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True
-                       ) -> RunSummary:
+                       batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True,
+                       on_frame: Callable[[], None] | None = None) -> RunSummary:
         """Colorize a video file, a folder of frames or a single image into ``dst``.
 
         The output is written beside the target and renamed only on success; audio and
-        subtitle streams are copied packet for packet.
+        subtitle streams are copied packet for packet. ``on_frame`` is called after each
+        written frame (progress of a run in another process, e.g. a cluster worker).
         """
         from vidcolor.io import reader, writer
         from vidcolor.io.naming import default_output, side_by_side
@@ -220,7 +221,6 @@ class Colorizer:
                                  preset=preset, mode=mode, device=str(self.device),
                                  precision=precision_name(self.dtype, self.autocast),
                                  input_probe=probe_dict(info))
-            keep_luma = preset == "default"
             times = loop.StageTimes()
             # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
             frames = closing(prefetch(clip.frames(start=start, duration=duration,
@@ -231,10 +231,9 @@ class Colorizer:
             trimmed = start is not None or duration is not None or max_frames is not None
             # A picture resampled to another geometry has square pixels.
             square = dataclasses.replace(info, sample_aspect_ratio=None)
-            with writer.open_writer(dst, info if keep_luma else square, src_path=src,
-                                    codec=codec, crf=crf, overwrite=overwrite,
-                                    keep_luma=keep_luma, trimmed=trimmed,
-                                    drop_unsupported_streams=drop_unsupported_streams) as out, \
+            with open_output(dst, info, src, preset=preset, codec=codec, crf=crf,
+                             overwrite=overwrite, trimmed=trimmed,
+                             drop_unsupported_streams=drop_unsupported_streams) as out, \
                     optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
                     frame_progress(f"{src.name}", total, quiet=quiet) as bar, \
                     frames as decoded:
@@ -249,6 +248,8 @@ class Colorizer:
                     summary.confidence.append(result.confidence)
                     timestamps.append(frame_time(result.source, info))
                     bar.advance()
+                    if on_frame is not None:
+                        on_frame()
                 if not summary.confidence:
                     raise ProcessingError(f"{src}: no frame could be decoded in the requested range")
             summary.frames = len(summary.confidence)
@@ -287,6 +288,20 @@ class Colorizer:
             self._warn(summary, f"{summary.input}: the reference matches poorly at {spans} "
                                 f"(mean confidence below {threshold}); try a reference closer "
                                 "to that shot")
+
+
+def open_output(dst: Path, info: Any, src: Path, *, preset: str, codec: str, crf: int,
+                overwrite: bool, trimmed: bool = False, drop_unsupported_streams: bool = False):
+    """The writer of a colorized video: under the default preset the source's geometry and
+    its luma plane are kept; other presets resample, so their pixels are square. Shared by
+    ``colorize_video`` and the cluster's join of colorized ranges (same output either way)."""
+    from vidcolor.io import writer
+
+    keep_luma = preset == "default"
+    square = dataclasses.replace(info, sample_aspect_ratio=None)
+    return writer.open_writer(dst, info if keep_luma else square, src_path=src, codec=codec,
+                              crf=crf, overwrite=overwrite, keep_luma=keep_luma, trimmed=trimmed,
+                              drop_unsupported_streams=drop_unsupported_streams)
 
 
 def precision_name(dtype: torch.dtype, autocast: torch.dtype | None) -> str:

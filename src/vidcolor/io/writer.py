@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -282,6 +283,13 @@ def _check_rgb(rgb: np.ndarray, dst: Path) -> None:
 
 def _temp_beside(dst: Path, suffix: str = "") -> Path:
     return dst.with_name(f".{dst.name}.partial-{os.getpid()}{suffix}")
+
+
+def leftover_partials(dst: str | Path) -> list[Path]:
+    """Temporary outputs for ``dst`` left by writers that could not clean up (a process
+    killed with SIGKILL, a lost machine): only another process can remove them."""
+    dst = Path(dst)
+    return sorted(dst.parent.glob(f".{glob.escape(dst.name)}.partial-*"))
 
 
 # ---------------------------------------------------------------------------------------------
