@@ -126,6 +126,13 @@ def batch(
     precision: str = typer.Option("auto", help="auto | float32 | float64 | bfloat16 | float16."),
     codec: str = typer.Option("h264", help="h264 | h265 | ffv1."),
     crf: int = typer.Option(18, min=0, max=51),
+    cluster: Optional[str] = typer.Option(None, help="Run on Ray: local:N (a local cluster of "
+                                          "N workers), ray (the cluster at RAY_ADDRESS) or "
+                                          "ray://HOST:PORT. Needs vidcolor[cluster]."),
+    split_shots: bool = typer.Option(False, help="With --cluster: split long files at their "
+                                     "shot cuts, colorized by several workers and joined."),
+    report: bool = typer.Option(False, help="With --cluster: which worker did each file, and "
+                                "its time."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -136,7 +143,20 @@ def batch(
     with user_errors(debug):
         out_dir = out or folder / "colored"
         processing_size = parse_size(size)
+        if cluster is None and (split_shots or report):
+            from vidcolor.errors import OptionError
+
+            raise OptionError("--split-shots and --report need --cluster")
         jobs = plan_jobs(folder, out_dir, ref)
+        if cluster is not None:
+            outcome = batch_on_cluster(
+                jobs, out_dir, cluster, split_shots=split_shots, report=report, quiet=quiet,
+                colorizer_options=dict(engine=engine, device=device, precision=precision),
+                video_options=dict(mode=mode, preset=preset, size=processing_size, codec=codec,
+                                   crf=crf))
+            if outcome["failed"]:
+                raise typer.Exit(1)
+            return
         colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
 
         def run(job):
@@ -158,6 +178,38 @@ def batch(
             print_batch_table(outcome)
         if outcome["failed"]:
             raise typer.Exit(1)
+
+
+def batch_on_cluster(jobs, out_dir: Path, cluster: str, *, split_shots: bool, report: bool,
+                     quiet: bool, colorizer_options: dict, video_options: dict):
+    """``batch --cluster``: the same jobs on Ray workers (vidcolor.batch.cluster)."""
+    from vidcolor.batch import cluster as ray_batch
+    from vidcolor.batch.ranges import shot_cuts
+    from vidcolor.colorizer import check_choice, check_run_options, ENGINES
+    from vidcolor.progress import stderr_console
+
+    spec = ray_batch.parse_cluster(cluster)
+    check_run_options(video_options["mode"], video_options["preset"])
+    check_choice("--engine", colorizer_options["engine"], ENGINES)
+    ray_batch.import_ray()
+
+    def emit(kind, message):
+        if kind == "failed":
+            echo_error(message)
+        elif kind in ("notice", "noref", "retry") and not quiet:
+            echo_notice(message)
+        elif not quiet:
+            typer.echo(message, err=True)
+
+    outcome = ray_batch.run_cluster_batch(
+        jobs, out_dir, spec, colorizer_options=colorizer_options, video_options=video_options,
+        cuts=shot_cuts if split_shots else None, emit=emit,
+        progress=ray_batch.archive_progress(quiet))
+    if not quiet:
+        print_batch_table(outcome.groups)
+        if report:
+            ray_batch.print_report(outcome, stderr_console())
+    return outcome.groups
 
 
 def print_batch_table(outcome) -> None:
