@@ -66,12 +66,12 @@ def assert_same_video(got: Path, expected: Path) -> None:
         assert read_packets(got, kind) == read_packets(expected, kind)
 
 
-def pid_writing(output: Path, driver: subprocess.Popen, seconds: float = 240) -> int | None:
+def pid_writing(output: Path, driver: subprocess.Popen) -> int | None:
     """The worker process writing ``output`` (its pid is in the writer's temporary name),
-    seen as soon as its first frame is written; None if the driver ended first."""
+    seen as soon as the muxer opens the file: at the first frame for FFV1, only after the
+    look-ahead (about 40 frames) for x264; None if the driver ended first."""
     pattern = re.compile(rf"\.{re.escape(output.name)}\.partial-(\d+)")
-    deadline = time.monotonic() + seconds
-    while driver.poll() is None and time.monotonic() < deadline:
+    while driver.poll() is None:
         for partial in output.parent.glob(f".{output.name}.partial-*"):
             return int(pattern.match(partial.name).group(1))
         time.sleep(0.01)
@@ -137,7 +137,7 @@ def test_killed_worker_mid_file_batch_completes_like_the_sequential_one(tmp_path
     killed = pid_writing(out / "long.color.mkv", process)
     if killed is not None:
         os.kill(killed, signal.SIGKILL)  # the worker writing long.mkv, mid-file
-    stdout, stderr = process.communicate(timeout=300)
+    stdout, stderr = process.communicate(timeout=600)
     assert killed is not None, f"no worker was seen writing long.mkv:\n{stderr}"
     assert process.returncode == 0, stderr
     assert f"pid {killed}) died" in stderr and "retrying" in stderr
@@ -145,7 +145,7 @@ def test_killed_worker_mid_file_batch_completes_like_the_sequential_one(tmp_path
     manifest = json.loads((out / MANIFEST_NAME).read_text())["files"]
     assert {name: entry["status"] for name, entry in manifest.items()} == {
         "long.mkv": "done", "short.mkv": "done"}
-    assert manifest["long.mkv"]["attempts"] == 2
+    assert manifest["long.mkv"]["attempts"] >= 2  # Ray may also stop a worker (memory)
     assert "workers" in stderr and "attempts" in stderr  # the --report table
 
     expected = tmp_path / "sequential"
@@ -160,11 +160,11 @@ def test_sigterm_on_the_driver_stops_workers_and_leaves_no_partial_output(tmp_pa
     out = tmp_path / "colored"
     process = subprocess.Popen(
         [sys.executable, "-m", "vidcolor", "batch", str(archive), "--out", str(out),
-         "--engine", "classic", "--cluster", f"local:{WORKERS}"],
+         "--engine", "classic", "--codec", "ffv1", "--cluster", f"local:{WORKERS}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     worker = pid_writing(out / "reel.color.mkv", process)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=600)
     assert worker is not None, stderr
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1] == (
@@ -269,3 +269,19 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
         "vidcolor: error: --cluster needs Ray, which is not installed: "
         "pip install vidcolor[cluster]"]
     assert not (tmp_path / "out").exists()
+
+
+def test_archive_bar_shows_files_frames_and_fps():
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    bar = cluster.ArchiveBar(Console(file=screen, force_terminal=True, width=120))
+    bar.start(files=2, frames=100)
+    bar.file_done()
+    bar.update(60)
+    bar.bar.refresh()
+    bar.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # colours and cursor moves
+    assert "files 1/2" in text and "60/100 frames" in text and " fps" in text
