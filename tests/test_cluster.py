@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from clips import make_clip, pattern_frame, read_packets, write_png
-from vidcolor.batch import cluster, ranges
+from vidcolor.batch import cluster, cluster_progress, ranges
 from vidcolor.batch.runner import MANIFEST_NAME, plan_jobs, run_batch
 
 WORKERS = 2
@@ -277,7 +277,7 @@ def test_archive_bar_shows_files_frames_and_fps():
     from rich.console import Console
 
     screen = io.StringIO()
-    bar = cluster.ArchiveBar(Console(file=screen, force_terminal=True, width=120))
+    bar = cluster_progress.ArchiveBar(Console(file=screen, force_terminal=True, width=120))
     bar.start(files=2, frames=100)
     bar.file_done()
     bar.update(60)

@@ -184,6 +184,7 @@ def batch_on_cluster(jobs, out_dir: Path, cluster: str, *, split_shots: bool, re
                      quiet: bool, colorizer_options: dict, video_options: dict):
     """``batch --cluster``: the same jobs on Ray workers (vidcolor.batch.cluster)."""
     from vidcolor.batch import cluster as ray_batch
+    from vidcolor.batch.cluster_progress import archive_progress, print_report
     from vidcolor.batch.ranges import shot_cuts
     from vidcolor.colorizer import check_choice, check_run_options, ENGINES
     from vidcolor.progress import stderr_console
@@ -204,11 +205,11 @@ def batch_on_cluster(jobs, out_dir: Path, cluster: str, *, split_shots: bool, re
     outcome = ray_batch.run_cluster_batch(
         jobs, out_dir, spec, colorizer_options=colorizer_options, video_options=video_options,
         cuts=shot_cuts if split_shots else None, emit=emit,
-        progress=ray_batch.archive_progress(quiet))
+        progress=archive_progress(quiet))
     if not quiet:
         print_batch_table(outcome.groups)
         if report:
-            ray_batch.print_report(outcome, stderr_console())
+            print_report(outcome, stderr_console())
     return outcome.groups
 
 

@@ -16,6 +16,7 @@ goes on. Ctrl-C / SIGTERM kill the workers, remove their partial outputs and re-
 
 Workers read the inputs and write the outputs themselves, so on a multi-machine cluster the
 input and output folders must be on a filesystem every node sees, at the same paths.
+The worker itself is ``batch/worker.py``; the bar and the report ``batch/cluster_progress.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vidcolor.batch import ranges as range_split
+from vidcolor.batch.cluster_progress import NoProgress
 from vidcolor.batch.runner import MANIFEST_NAME, Job, Manifest
+from vidcolor.batch.worker import ColorizeWorker, Task
 from vidcolor.errors import OptionError, ProcessingError, UsageError, VidcolorError
 
 INSTALL_HINT = "pip install vidcolor[cluster]"
@@ -87,99 +89,6 @@ def import_ray():
     except ImportError:
         raise OptionError(f"--cluster needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
-
-
-# ---------------------------------------------------------------------------------------------
-# Tasks and the worker
-
-
-@dataclass(frozen=True)
-class Task:
-    """One unit of work: a whole file, one range of it, or the join of its ranges."""
-
-    job: Job
-    kind: str  # "file" | "range" | "join"
-    frame_range: range_split.FrameRange | None = None
-    ranges: tuple[range_split.FrameRange, ...] = ()
-    attempt: int = 0
-
-    @property
-    def label(self) -> str:
-        if self.kind == "range":
-            end = "end" if self.frame_range.end is None else self.frame_range.end
-            return f"{self.job.video.name} [{self.frame_range.start}, {end})"
-        return f"{self.job.video.name}{' (join)' if self.kind == 'join' else ''}"
-
-
-def run_task(colorizer, task: Task, video_options: dict[str, Any],
-             on_frame: Callable[[], None]) -> int:
-    """Do ``task`` with a loaded colorizer; returns the frames colorized (joined, for a join)."""
-    job = task.job
-    if task.kind == "file":
-        # exactly the sequential batch's call, so both write the same file
-        summary = colorizer.colorize_video(job.video, job.reference, job.output, overwrite=True,
-                                           quiet=True, on_frame=on_frame, **video_options)
-        return summary.frames
-    if task.kind == "range":
-        return range_split.colorize_range(
-            colorizer, job.video, job.reference, task.frame_range, job.output,
-            mode=video_options["mode"], preset=video_options["preset"],
-            size=video_options["size"], on_frame=on_frame)
-    return range_split.join_ranges(job.video, list(task.ranges), job.output,
-                                   preset=video_options["preset"], codec=video_options["codec"],
-                                   crf=video_options["crf"])
-
-
-class ColorizeWorker:
-    """A Ray actor's body: one Colorizer, loaded once, running one task at a time.
-
-    A second thread (the actor runs with ``max_concurrency=2``) answers ``progress`` while
-    ``run`` works. Failures of the file itself come back as results, so only the death of
-    the process reaches the driver as a Ray error.
-    """
-
-    def __init__(self, colorizer_options: dict[str, Any], threads: int | None):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.notices: list[str] = []
-        self.frames = 0
-        self.init_error: tuple[str, int] | None = None
-        try:
-            from vidcolor.colorizer import Colorizer
-
-            self.colorizer = Colorizer(**colorizer_options, notify=self.notices.append)
-        except VidcolorError as error:  # e.g. no weights on this node: reported, not retried
-            self.init_error = (str(error), error.exit_code)
-
-    def identity(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "init_error": self.init_error,
-                "notices": list(self.notices),
-                "device": str(self.colorizer.device) if self.init_error is None else None}
-
-    def progress(self) -> int:
-        return self.frames
-
-    def _tick(self) -> None:
-        self.frames += 1
-
-    def run(self, task: Task, video_options: dict[str, Any]) -> dict[str, Any]:
-        self.frames = 0
-        self.notices.clear()
-        started = time.perf_counter()
-        result: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
-        try:
-            result["frames"] = run_task(self.colorizer, task, video_options, self._tick)
-            result["ok"] = True
-        except VidcolorError as error:
-            result.update(ok=False, error=str(error))
-        except Exception as error:  # noqa: BLE001 - one broken file must not stop the batch
-            result.update(ok=False, error=f"{task.job.video}: unexpected "
-                                          f"{type(error).__name__}: {error}")
-        result["seconds"] = time.perf_counter() - started
-        result["notices"] = list(self.notices)
-        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,77 +615,3 @@ def run_cluster_batch(jobs: list[Job], out_dir: Path, spec: ClusterSpec, *,
         group.sort(key=lambda job: order[job.video])
     return ClusterOutcome(driver.groups, driver.records, driver.frames_done,
                           getattr(driver, "seconds", 0.0))
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress and the report
-
-
-class NoProgress:
-    def start(self, files: int, frames: int) -> None: ...
-    def update(self, frames: int) -> None: ...
-    def file_done(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class ArchiveBar(NoProgress):
-    """One bar for the archive: files done, frames, fps across workers, ETA."""
-
-    def __init__(self, console):
-        self.console = console
-        self.bar = None
-
-    def start(self, files: int, frames: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-            TimeRemainingColumn
-
-        self.files, self.files_done, self.started = files, 0, time.perf_counter()
-        self.bar = Progress(TextColumn("{task.fields[files]}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("frames"),
-                            TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(),
-                            console=self.console, transient=True)
-        self.task = self.bar.add_task("batch", total=frames or None, fps=0.0,
-                                      files=self._files())
-        self.bar.start()
-
-    def _files(self) -> str:
-        return f"files {self.files_done}/{self.files}"
-
-    def update(self, frames: int) -> None:
-        if self.bar is not None:
-            fps = frames / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(self.task, completed=frames, fps=fps, files=self._files())
-
-    def file_done(self) -> None:
-        self.files_done += 1
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
-def archive_progress(quiet: bool):
-    """The bar on a terminal; otherwise the event lines alone say what happens."""
-    if quiet or not sys.stderr.isatty():
-        return NoProgress()
-    from vidcolor.progress import stderr_console
-
-    return ArchiveBar(stderr_console())
-
-
-def print_report(outcome: ClusterOutcome, console) -> None:
-    """``--report``: which worker did each file, its frames, time and attempts."""
-    from rich.table import Table
-
-    table = Table(title=f"vidcolor batch on the cluster: {outcome.frames} frames in "
-                        f"{outcome.seconds:.1f} s "
-                        f"({outcome.frames / outcome.seconds if outcome.seconds else 0:.2f} fps)")
-    for column in ("video", "workers", "frames", "seconds", "fps", "attempts", "ranges"):
-        table.add_column(column)
-    for video, record in outcome.records.items():
-        fps = record.frames / record.seconds if record.seconds else 0.0
-        table.add_row(video.name, ", ".join(record.workers) or "-", str(record.frames),
-                      f"{record.seconds:.1f}", f"{fps:.2f}", str(record.attempts),
-                      str(len(record.ranges) or 1))
-    console.print(table)
