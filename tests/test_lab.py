@@ -9,6 +9,8 @@ import pytest
 import torch
 from skimage import color as skcolor
 
+from tolerance import F64_EPS, assert_close
+
 from vidcolor.color.lab import (
     L_MEAN,
     center_lab,
@@ -99,13 +101,18 @@ def test_center_and_uncenter_follow_the_official_normalisation():
     lab = torch.tensor([[[80.0]], [[-20.0]], [[35.0]]])
     centred = center_lab(lab)
     assert centred.flatten().tolist() == [80.0 - L_MEAN, -20.0, 35.0]
-    assert torch.equal(uncenter_lab(centred), lab)
+    assert torch.equal(uncenter_lab(centred), lab)  # small integers: exact in float32
 
 
-def test_official_lab_to_rgb_reproduces_the_release_exactly():
+# A float64 chain of ~10 roundings (cube, 3x3 matrix, pow(1/2.4)) on values in [0, 1], whose
+# vector pow kernel differs by 1-2 ulps between processors (measured: 1 ulp on Intel AVX-512).
+OFFICIAL_RGB_TOL = 16 * F64_EPS
+
+
+def test_official_lab_to_rgb_reproduces_the_release():
     golden = np.load(GOLDEN)
     half = torch.from_numpy(golden["ref_lab_half"])
-    assert np.array_equal(official_lab_to_rgb(uncenter_lab(half)).numpy(), golden["ref_rgb_for_vgg"])
+    assert_close(official_lab_to_rgb(uncenter_lab(half)), golden["ref_rgb_for_vgg"], OFFICIAL_RGB_TOL)
 
 
 def test_official_lab_to_rgb_differs_from_skimage_where_the_release_does():
@@ -117,5 +124,6 @@ def test_official_lab_to_rgb_differs_from_skimage_where_the_release_does():
     yellow = torch.tensor([[[10.0]], [[0.0]], [[120.0]]], dtype=torch.float64)
     fz_zero_b = 200.0 * (10.0 + 16.0) / 116.0
     at_fz_zero = torch.tensor([[[10.0]], [[0.0]], [[fz_zero_b]]], dtype=torch.float64)
+    # Exact by construction: both give fz == 0.0 (correctly rounded +-*/), then the same kernel.
     assert torch.equal(official_lab_to_rgb(yellow), official_lab_to_rgb(at_fz_zero))
     assert 0.0 <= official_lab_to_rgb(yellow).min() and official_lab_to_rgb(yellow).max() <= 1.0
