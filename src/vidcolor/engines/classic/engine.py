@@ -133,7 +133,8 @@ def sample_matches(ref_ab: torch.Tensor, matched: torch.Tensor, size: tuple[int,
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).numpy()
+    """On the CPU in the tensor's own dtype: a float64 engine colorizes in float64 too."""
+    return tensor.detach().cpu().numpy()
 
 
 class ClassicEngine:
