@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from vidcolor.errors import Interrupted, VidcolorError
+from vidcolor.errors import Interrupted, VidcolorError, unexpected_failure
 
 app = typer.Typer(
     add_completion=False,
@@ -39,11 +39,17 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 @contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Map VidcolorError and interruptions to one line and an exit code (traceback on --debug)."""
+def user_errors(debug: bool, subject: object = None) -> Iterator[None]:
+    """Map every error and interruption to one line and an exit code (traceback on --debug).
+
+    Errors that are not ours (a library's RuntimeError, OSError, MemoryError...) name
+    ``subject`` (the file the command works on) and their cause, and exit 1.
+    """
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
+    except typer.Exit:
+        raise
     except VidcolorError as error:
         if debug:
             raise
@@ -54,6 +60,12 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         echo_error("interrupted (Ctrl-C); partial output removed")
         raise typer.Exit(130) from None
+    except Exception as error:  # noqa: BLE001 - the last net: one line, never a traceback
+        if debug:
+            raise
+        failure = unexpected_failure(subject or "vidcolor", error)
+        echo_error(str(failure))
+        raise typer.Exit(failure.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -100,7 +112,7 @@ def colorize(
     """Colorize a video (or frames, or an image) from a color reference."""
     from vidcolor.pipeline.presets import parse_size
 
-    with user_errors(debug):
+    with user_errors(debug, input):
         processing_size = parse_size(size)
         colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
         summary = colorizer.colorize_video(
@@ -133,7 +145,7 @@ def batch(
     from vidcolor.batch.runner import plan_jobs, run_batch
     from vidcolor.pipeline.presets import parse_size
 
-    with user_errors(debug):
+    with user_errors(debug, folder):
         out_dir = out or folder / "colored"
         processing_size = parse_size(size)
         jobs = plan_jobs(folder, out_dir, ref)
@@ -150,6 +162,8 @@ def batch(
                             f"{job.video.stem}.jpg beside it)")
             elif kind == "failed":
                 echo_error(message)
+            elif kind == "manifest":
+                echo_notice(message)
             elif kind == "start" and not quiet:
                 typer.echo(f"colorizing {job.video.name} with {job.reference.name}", err=True)
 
@@ -188,7 +202,7 @@ def download_weights(
     """Download, verify and convert the paper's released checkpoints."""
     from vidcolor.weights import download
 
-    with user_errors(debug):
+    with user_errors(debug, from_file or source):
         if verify:
             for line in download.verify():
                 typer.echo(line)
@@ -228,7 +242,7 @@ def evaluate(
     """Score a colorization against the truth: PSNR, SSIM, colorfulness, warp error."""
     from vidcolor.eval import evaluation
 
-    with user_errors(debug):
+    with user_errors(debug, output):
         result = evaluation.evaluate(output, gt, input=input, resize=resize)
         for warning in result.warnings:
             echo_notice(warning)

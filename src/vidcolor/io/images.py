@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vidcolor.errors import InputError, OutputError, ProcessingError, VidcolorError
 from vidcolor.io import one_line_cause
+from vidcolor.io.atomic import temp_beside
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
@@ -256,7 +257,7 @@ def save_image(path: str | Path, rgb: np.ndarray) -> None:
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         wanted = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise OutputError(f"{path}: unknown image extension {path.suffix!r} (use one of {wanted})")
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    tmp = temp_beside(path, path.suffix)
     try:
         write_image_file(tmp, np.ascontiguousarray(rgb), path.suffix)
         os.replace(tmp, path)

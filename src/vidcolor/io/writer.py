@@ -7,8 +7,8 @@ and, when the output has the source's size and pixel format, the luma plane is t
 own, bit for bit, so only U and V change. 10-bit in gives 10-bit out.
 
 Everything is written to a hidden temporary file (or folder) beside the target and renamed
-over it only when complete. Any failure, Ctrl-C included, removes the temporary file: the
-target path never holds a partial result.
+over it only when complete (``io/atomic.py``). Any failure, Ctrl-C included, removes the
+temporary file: the target path never holds a partial result.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 
 from vidcolor.errors import OutputError, ProcessingError
 from vidcolor.io import one_line_cause
+from vidcolor.io.atomic import check_parent_writable, remove_stale_partials, temp_beside
 from vidcolor.io.frame import Frame
 from vidcolor.io.images import IMAGE_EXTENSIONS, write_image_file
 from vidcolor.io.reader import ClipInfo, KIND_VIDEO, bit_depth_of
@@ -137,11 +138,7 @@ def _check(dst: Path, src, info: ClipInfo | None, overwrite: bool, codec: str,
         if kind == "folder" and dst.is_dir() and not _is_frame_folder(dst):
             raise OutputError(f"{dst}: folder holds files other than numbered PNG frames; "
                               "refusing to replace it")
-    parent = dst.absolute().parent
-    if not parent.is_dir():
-        raise OutputError(f"{dst}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{dst}: output folder {parent} is not writable")
+    check_parent_writable(dst)
 
     warnings: list[str] = []
     plan = None
@@ -280,10 +277,6 @@ def _check_rgb(rgb: np.ndarray, dst: Path) -> None:
         raise ValueError(f"{dst}: expected uint8 or uint16 RGB, got {rgb.dtype}")
 
 
-def _temp_beside(dst: Path, suffix: str = "") -> Path:
-    return dst.with_name(f".{dst.name}.partial-{os.getpid()}{suffix}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Writers
 
@@ -368,7 +361,7 @@ class ImageWriter(Writer):
     def __init__(self, dst: Path, info: ClipInfo | None, warnings: list[str], overwrite: bool):
         super().__init__(dst, info, warnings)
         self._overwrite = overwrite
-        self._tmp = _temp_beside(dst, dst.suffix)
+        self._tmp = temp_beside(dst, dst.suffix)
 
     def _write(self, rgb, frame) -> None:
         if self.frames_written:
@@ -392,7 +385,7 @@ class FolderWriter(Writer):
     def __init__(self, dst: Path, info: ClipInfo | None, warnings: list[str], overwrite: bool):
         super().__init__(dst, info, warnings)
         self._overwrite = overwrite
-        self._tmp = _temp_beside(dst)
+        self._tmp = temp_beside(dst)
         if self._tmp.exists():
             shutil.rmtree(self._tmp)
         self._tmp.mkdir()
@@ -406,7 +399,7 @@ class FolderWriter(Writer):
         if self.dst.exists():
             if not self._overwrite:
                 raise OutputError(f"{self.dst}: appeared while writing; not replaced")
-            old = _temp_beside(self.dst, ".old")
+            old = temp_beside(self.dst, ".old")
             os.replace(self.dst, old)
         try:
             os.replace(self._tmp, self.dst)
@@ -438,7 +431,7 @@ class VideoWriter(Writer):
         self._trimmed = trimmed
         self._container_format = VIDEO_CONTAINERS[dst.suffix.lower()]
         self._fps = Fraction(fps) if fps else None
-        self._tmp = _temp_beside(dst, dst.suffix)
+        self._tmp = temp_beside(dst, dst.suffix)
         self._out = None
         self._stream = None
         self._copier: PacketCopier | None = None
@@ -622,6 +615,7 @@ def open_writer(dst: str | Path, info: ClipInfo | None, *, src_path: str | Path 
     """
     dst = Path(dst)
     warnings, plan = _check(dst, src_path, info, overwrite, codec, drop_unsupported_streams)
+    remove_stale_partials(dst)  # a killed earlier run's temporary for this target
     kind = output_kind(dst)
     if kind == "image":
         return ImageWriter(dst, info, warnings, overwrite)

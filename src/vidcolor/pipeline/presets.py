@@ -173,6 +173,15 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def check_size_usable(engine: Engine, size: tuple[int, int]) -> None:
+    """A processing box smaller than the engine's smallest working size would only be padded
+    up to it: an analysis of a few pixels. Refused, naming the minimum."""
+    minimum = engine.valid_working_size(1, 1)  # the smallest size the engine runs at
+    if size[0] < minimum[0] or size[1] < minimum[1]:
+        raise OptionError(f"--size {size[0]}x{size[1]} is below what the {engine.name} engine can "
+                          f"use; the minimum is {minimum[0]}x{minimum[1]}")
+
+
 def make_preset(name: str, engine: Engine, source_hw: tuple[int, int],
                 size: tuple[int, int] | None):
     """Build the preset for a clip; the engine checks or rounds the working size."""
@@ -181,6 +190,8 @@ def make_preset(name: str, engine: Engine, source_hw: tuple[int, int],
         engine.check_working_size(*working)
         return OfficialPreset(working=working)
     if name == "default":
+        if size is not None:
+            check_size_usable(engine, size)
         plan = plan_fit_pad(source_hw, engine.valid_working_size, box=size)
         engine.check_working_size(*plan.working)
         return DefaultPreset(plan=plan)
