@@ -121,19 +121,35 @@ def test_vgg_features_float64(golden, modules64):
             assert_rel(feature[0], golden[f"frame0_vgg_{layer}"])
 
 
-def test_correspondence_and_colorization_float64(golden, modules64):
-    vgg, corr_net, color_net = (modules64[k] for k in CHECKPOINTS)
+@pytest.fixture(scope="module")
+def golden_embeddings(golden, modules64):
+    """The float64 modules' reference embedding and each golden frame's (L half, theta)."""
+    vgg, corr_net, _ = (modules64[k] for k in CHECKPOINTS)
     with torch.inference_mode():
         ref_half = batch(golden, "ref_lab_half")
         ref_features = vgg(caffe_preprocess(official_lab_to_rgb(uncenter_lab(ref_half))))
         reference = corr_net.embed_reference([normalize_features(f) for f in ref_features], ref_half)
-        previous = torch.zeros_like(ref_half)  # exemplar mode (test.py:80)
+        frames = {}
         for frame in ("frame0", "frame1"):
             l_half = batch(golden, f"{frame}_lab_half")[:, :1]
-            features = [normalize_features(f) for f in vgg.gray_features(l_half)]
-            theta = corr_net.embed_frames(features)
+            theta = corr_net.embed_frames([normalize_features(f) for f in vgg.gray_features(l_half)])
+            frames[frame] = (l_half, theta)
+    return reference, frames
+
+
+def cosines(theta, reference):
+    """(N, M) cosines of one frame's embedding against the reference's."""
+    return theta[0].transpose(0, 1) @ reference.features
+
+
+def test_correspondence_and_colorization_float64(golden, modules64, golden_embeddings):
+    color_net = modules64["colornet"]
+    reference, frames = golden_embeddings
+    with torch.inference_mode():
+        previous = torch.zeros_like(batch(golden, "ref_lab_half"))  # exemplar mode (test.py:80)
+        for frame, (l_half, theta) in frames.items():
             warped, similarity = warp(theta, reference, 1e-10)
-            scores = theta[0].transpose(0, 1) @ reference.features  # (N, M) cosines
+            scores = cosines(theta, reference)
             assert_warp_matches(warped[0], golden[f"{frame}_nonlocal_lab"], scores, reference.grid)
             if frame == "frame0":
                 assert_warp_matches(warped[0], golden["frame0_warped_lab_T1e-10"], scores, reference.grid)
@@ -161,18 +177,11 @@ def assert_warp_matches(warped, expected, scores, grid):
 
 
 @pytest.fixture(scope="module")
-def golden_scores(golden, modules64):
+def golden_scores(golden_embeddings):
     """The (N, M) cosines of each golden frame against the reference, from the float64 modules."""
-    vgg, corr_net, _ = (modules64[k] for k in CHECKPOINTS)
+    reference, frames = golden_embeddings
     with torch.inference_mode():
-        ref_half = batch(golden, "ref_lab_half")
-        ref_features = vgg(caffe_preprocess(official_lab_to_rgb(uncenter_lab(ref_half))))
-        reference = corr_net.embed_reference([normalize_features(f) for f in ref_features], ref_half)
-        scores = {}
-        for frame in ("frame0", "frame1"):
-            l_half = batch(golden, f"{frame}_lab_half")[:, :1]
-            theta = corr_net.embed_frames([normalize_features(f) for f in vgg.gray_features(l_half)])
-            scores[frame] = theta[0].transpose(0, 1) @ reference.features
+        scores = {frame: cosines(theta, reference) for frame, (_, theta) in frames.items()}
     return scores, reference.grid
 
 

@@ -559,6 +559,8 @@ def test_signal_stops_a_batch_at_once_and_a_rerun_resumes(long_clip, material, t
     assert manifest["a.mp4"]["status"] == "interrupted"  # not done, and not failed
     assert "b.mp4" not in manifest, "the batch went on to the next file"
     assert not (out / "a.color.mp4").exists() and not leftovers(out)
+    if sig == signal.SIGINT:
+        return  # the rerun is the same for both signals: done once (it costs a whole batch)
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "vidcolor-batch.json").read_text())["files"]

@@ -114,6 +114,10 @@ def colorize(
 
     with user_errors(debug, input):
         processing_size = parse_size(size)
+        if report is not None:  # before the engine loads; colorize_video checks it again
+            from vidcolor.io.atomic import check_file_target
+
+            check_file_target(report, "report", not_same_as=(input,))
         colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
         summary = colorizer.colorize_video(
             input, ref, output, mode=mode, preset=preset, size=processing_size, start=start,

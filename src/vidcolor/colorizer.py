@@ -30,7 +30,7 @@ from vidcolor.errors import (
 )
 from vidcolor.io.frame import Frame
 from vidcolor.io.prefetch import prefetch
-from vidcolor.pipeline.presets import make_preset
+from vidcolor.pipeline.presets import check_size, make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
 ENGINES = ("auto", "devc", "classic")
@@ -264,6 +264,8 @@ class Colorizer:
         from vidcolor.io import reader
         from vidcolor.io.naming import default_output
 
+        check_run_options(job.mode, job.preset)
+        check_size(job.preset, self.engine, job.size)
         reset_peak_memory(self.device)
         with reader.open_clip(job.src) as clip:
             info = clip.info

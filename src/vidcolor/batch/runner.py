@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from vidcolor.errors import InputError, Interrupted, VidcolorError, unexpected_failure
-from vidcolor.io.atomic import write_text_atomic
+from vidcolor.io.atomic import remove_stale_partials, write_text_atomic
 from vidcolor.io.images import natural_sort_key
 from vidcolor.pipeline.reference import VIDEO_EXTENSIONS
 
@@ -75,6 +75,7 @@ class Manifest:
     def __init__(self, path: Path, notify: Callable[[str], None] = lambda message: None):
         self.path = path
         self.entries: dict[str, dict] = {}
+        remove_stale_partials(path)  # a killed run's half-written manifest
         if path.exists():
             try:
                 files = json.loads(path.read_text()).get("files", {})

@@ -182,6 +182,16 @@ def check_size_usable(engine: Engine, size: tuple[int, int]) -> None:
                           f"use; the minimum is {minimum[0]}x{minimum[1]}")
 
 
+def check_size(name: str, engine: Engine, size: tuple[int, int] | None) -> None:
+    """``--size`` against the engine, before any work (``make_preset`` checks it again)."""
+    if size is None:
+        return
+    if name == "official":
+        engine.check_working_size(*size)
+    else:
+        check_size_usable(engine, size)
+
+
 def make_preset(name: str, engine: Engine, source_hw: tuple[int, int],
                 size: tuple[int, int] | None):
     """Build the preset for a clip; the engine checks or rounds the working size."""
