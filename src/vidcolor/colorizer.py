@@ -202,7 +202,8 @@ class Colorizer:
         subtitle streams are copied packet for packet.
         """
         from vidcolor.io import reader, writer
-        from vidcolor.io.naming import default_output, side_by_side
+        from vidcolor.io.naming import default_output
+        from vidcolor.io.preview import side_by_side
         from vidcolor.progress import frame_progress
 
         src = Path(src)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from vidcolor.errors import InputError, VidcolorError
 from vidcolor.io.images import natural_sort_key
-from vidcolor.pipeline.reference import VIDEO_EXTENSIONS
+from vidcolor.io.naming import VIDEO_EXTENSIONS
 
 MANIFEST_NAME = "vidcolor-batch.json"
 REF_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from vidcolor.color.depth import to_8bit_scale
 from vidcolor.eval import metrics
 from vidcolor.errors import InputError, OutputError, UsageError
 from vidcolor.io.frame import Frame
@@ -184,13 +185,6 @@ def flow_method_name() -> str:
             f"occlusion check ({flow.DEFAULT_CONSISTENCY_TOLERANCE} px)")
 
 
-def _to_8bit_scale(rgb: np.ndarray) -> np.ndarray:
-    """RGB as float64 on the 8-bit scale, whatever the source depth (16-bit is scaled)."""
-    if rgb.dtype == np.uint16:
-        return rgb.astype(np.float64) * (255.0 / 65535.0)
-    return rgb.astype(np.float64)
-
-
 def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize on the 8-bit float scale, antialiased when shrinking."""
     from skimage.transform import resize
@@ -303,7 +297,7 @@ def evaluate(output: str | Path, gt: str | Path, *, input: str | Path | None = N
         for group in _common_frames(streams, counts):
             pictures = {}
             for role, frame in group.items():
-                picture = _to_8bit_scale(frame.rgb)
+                picture = to_8bit_scale(frame.rgb)
                 if picture.shape[:2] != size:
                     if not resize:
                         raise InputError(

@@ -24,6 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidcolor.color.depth import convert_depth
 from vidcolor.errors import OutputError, ProcessingError
 from vidcolor.io import one_line_cause
 from vidcolor.io.frame import Frame
@@ -262,14 +263,6 @@ def rotate_to_stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """Upright picture -> the orientation the source stores (inverse of the reader's turn)."""
     turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb
-
-
-def _match_depth(rgb: np.ndarray, deep: bool) -> np.ndarray:
-    if deep and rgb.dtype == np.uint8:
-        return rgb.astype(np.uint16) * 257  # 255 * 257 = 65535: same scale, exact
-    if not deep and rgb.dtype == np.uint16:
-        return np.round(rgb / 257.0).astype(np.uint8)
-    return rgb
 
 
 def _check_rgb(rgb: np.ndarray, dst: Path) -> None:
@@ -559,7 +552,8 @@ class VideoWriter(Writer):
     def _write(self, rgb, frame) -> None:
         if self._stream is None:
             self._setup(rgb, frame)
-        stored = rotate_to_stored(_match_depth(rgb, self._deep), self._rotation)
+        stored = rotate_to_stored(convert_depth(rgb, np.uint16 if self._deep else np.uint8),
+                                  self._rotation)
         if stored.shape[:2] != (self._stream.height, self._stream.width):
             raise ValueError(f"{self.dst}: frame {self.frames_written} is "
                              f"{stored.shape[1]}x{stored.shape[0]} (stored orientation), the "
