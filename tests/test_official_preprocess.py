@@ -1,4 +1,4 @@
-"""color/official.py: the official pre/post-processing, exact against the golden arrays."""
+"""color/official.py: the official release's quirks, exact against the golden arrays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from skimage import transform as sktransform
 
-from vidcolor.color.official import cover_crop, fgs_guide, official_lab, official_to_rgb_uint8
+from vidcolor.color.lab import lab_to_rgb, rgb_to_lab, uncenter_lab
+from vidcolor.color.official import (
+    cover_crop,
+    fgs_guide,
+    official_lab,
+    official_lab_to_rgb,
+    official_to_rgb_uint8,
+)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_modules.npz"
 WORKING_SIZE = (80, 160)  # the golden scenario's official image_size
@@ -125,3 +132,21 @@ def test_cover_crop_matches_the_three_channel_resize_on_random_images():
         expected = _skimage_resize_truncated(rgb, new)
         top, left = (new[0] - size[0]) // 2, (new[1] - size[1]) // 2
         assert np.array_equal(out, expected[top : top + size[0], left : left + size[1]])
+
+
+def test_official_lab_to_rgb_reproduces_the_release_exactly(golden):
+    half = torch.from_numpy(golden["ref_lab_half"])
+    assert np.array_equal(official_lab_to_rgb(uncenter_lab(half)).numpy(), golden["ref_rgb_for_vgg"])
+
+
+def test_official_lab_to_rgb_differs_from_skimage_where_the_release_does():
+    # In gamut, only the hard-coded matrix differs: close to the exact inverse.
+    lab = rgb_to_lab(torch.from_numpy(np.random.default_rng(4).random((3, 10, 10))))
+    np.testing.assert_allclose(official_lab_to_rgb(lab).numpy(), lab_to_rgb(lab).numpy(), atol=1e-4)
+    # A very yellow colour drives fz below 0: the release clamps fz itself (not Z after the cube),
+    # so the result equals the same colour with b lowered until fz == 0.
+    yellow = torch.tensor([[[10.0]], [[0.0]], [[120.0]]], dtype=torch.float64)
+    fz_zero_b = 200.0 * (10.0 + 16.0) / 116.0
+    at_fz_zero = torch.tensor([[[10.0]], [[0.0]], [[fz_zero_b]]], dtype=torch.float64)
+    assert torch.equal(official_lab_to_rgb(yellow), official_lab_to_rgb(at_fz_zero))
+    assert 0.0 <= official_lab_to_rgb(yellow).min() and official_lab_to_rgb(yellow).max() <= 1.0

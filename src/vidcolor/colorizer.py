@@ -279,7 +279,7 @@ class Colorizer:
         self.notify(message)
 
     def _warn_low_confidence(self, summary: RunSummary, timestamps: list[float]) -> None:
-        threshold = getattr(self.engine, "low_confidence", None)
+        threshold = self.engine.low_confidence
         if threshold is None or not summary.confidence:
             return
         ranges = low_confidence_ranges(summary.confidence, timestamps, threshold)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from vidcolor.color import official
 from vidcolor.color.depth import convert_depth, from_unit_tensor, to_unit_tensor
-from vidcolor.color.lab import L_MEAN, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
+from vidcolor.color.lab import L_MEAN, L_RANGE, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
 from vidcolor.color.resize import (
     OFFICIAL_WORKING_SIZE,
     FitPadPlan,
@@ -28,37 +28,22 @@ from vidcolor.color.resize import (
     fit_pad_image,
     plan_fit_pad,
 )
-from vidcolor.color.smooth import fgs_filter
 from vidcolor.color.upsample import guided_coefficients, upsample_rows
 from vidcolor.engines.base import Engine
 from vidcolor.errors import OptionError
 
 PRESETS = ("default", "official")
 
-# Official post-processing constants (REFERENCE.md §7, test.py:31-33 and :99-117).
-OFFICIAL_CHROMA_GAIN = 1.25  # "ab * 1.25" after the x2 upsample: a saturation boost
-FGS_LAMBDA = 500.0
-FGS_SIGMA = 4.0
-L_RANGE = 100.0  # CIELAB L lies in [0, 100]
 
-
-def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor, gain: float
-                       ) -> torch.Tensor:
-    """Engine ab -> working-size ab: bilinear up, gain, then the official smoother for devc.
-
-    The classic engine already propagates its colours edge-aware, so it gets neither the gain
-    nor a second smoothing.
-    """
+def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor) -> torch.Tensor:
+    """Engine ab -> working-size ab: bilinear up, then the release's post-processing when the
+    engine's contract asks for it (``Engine.official_postprocess``)."""
     ab = ab.cpu()  # kept in the engine's dtype (float64 runs stay float64 up to the smoother)
     if tuple(ab.shape[-2:]) != tuple(l_work.shape[-2:]):
         ab = F.interpolate(ab, size=tuple(l_work.shape[-2:]), mode="bilinear", align_corners=False)
-    if not getattr(engine, "official_postprocess", False):
+    if not engine.official_postprocess:
         return ab.float()
-    ab = ab * gain
-    guide = official.fgs_guide(l_work[0, 0])
-    # The official smoother is OpenCV's, which only takes float32 (REFERENCE.md §7).
-    smoothed = fgs_filter(ab[0].float().numpy(), guide, lam=FGS_LAMBDA, sigma=FGS_SIGMA)
-    return torch.as_tensor(np.asarray(smoothed), dtype=torch.float32)[None]
+    return official.postprocess_ab(ab, l_work)
 
 
 @dataclass
@@ -82,7 +67,7 @@ class OfficialPreset:
     def finish(self, engine: Engine, ab: torch.Tensor, lab_work: torch.Tensor, context: None,
                rgb: np.ndarray) -> np.ndarray:
         l_work = lab_work[:, :1].float().cpu()
-        ab_work = postprocess_chroma(engine, ab, l_work, OFFICIAL_CHROMA_GAIN)
+        ab_work = postprocess_chroma(engine, ab, l_work)
         return official.official_to_rgb_uint8(l_work[0, 0], ab_work[0])
 
 
@@ -115,7 +100,7 @@ class DefaultPreset:
     def finish(self, engine: Engine, ab: torch.Tensor, lab_work: torch.Tensor,
                l_source: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         l_work = lab_work[:, :1].float().cpu()
-        ab_work = postprocess_chroma(engine, ab, l_work, OFFICIAL_CHROMA_GAIN)
+        ab_work = postprocess_chroma(engine, ab, l_work)
         ab_content = crop_content(ab_work, self.plan)
         a, b = guided_coefficients(ab_content, (l_source + L_MEAN) / L_RANGE)
         same_size = a.shape[-2:] == l_source.shape[-2:]
