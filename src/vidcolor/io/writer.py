@@ -449,12 +449,19 @@ class VideoWriter(Writer):
 
     # -- set-up on the first frame (its size and its source decide the format)
     def _setup(self, rgb: np.ndarray, frame: Frame | None) -> None:
-        info = self.info
         source = frame.source if frame is not None else None
         if source is not None and not isinstance(source, av.VideoFrame):
             source = None
-        stored = rotate_to_stored(rgb, self._rotation)
-        height, width = stored.shape[:2]
+        height, width = rotate_to_stored(rgb, self._rotation).shape[:2]
+        self._choose_format(rgb, source, width, height)
+        fps = self._choose_timing(frame)
+        self._stream = self._open_stream(width, height, fps, source)
+        self._copier = self._start_copier(frame)
+
+    def _choose_format(self, rgb: np.ndarray, source: av.VideoFrame | None, width: int,
+                       height: int) -> None:
+        """Bit depth and pixel format of the output, and whether the luma plane is copied."""
+        info = self.info
         source_fmt = source.format.name if source is not None else (info.pix_fmt if info else None)
         if info is not None and info.kind == KIND_VIDEO:
             self._deep = info.bit_depth > 8  # the source's depth wins: 10-bit in, 10-bit out
@@ -466,6 +473,10 @@ class VideoWriter(Writer):
             and (source.width, source.height) == (width, height)
         )
 
+    def _choose_timing(self, frame: Frame | None) -> Fraction:
+        """The stream's time base (the source's own when there is one) and, for a trimmed
+        range, the shift that makes the output start at 0. Returns the frame rate."""
+        info = self.info
         fps = 1 / self._frame_interval()
         if frame is not None and frame.time_base is not None and frame.pts is not None:
             self._time_base = Fraction(frame.time_base)
@@ -475,7 +486,13 @@ class VideoWriter(Writer):
             self._time_base = 1 / fps
         if self._trimmed and frame is not None and frame.pts is not None:
             self._shift_pts = round(frame.pts * Fraction(frame.time_base) / self._time_base)
+        return fps
 
+    def _open_stream(self, width: int, height: int, fps: Fraction,
+                     source: av.VideoFrame | None):
+        """The temporary container and its video stream: encoder options, colour tags, sample
+        aspect ratio and rotation."""
+        info = self.info
         options = CONTAINER_OPTIONS.get(self._container_format, {})
         self._out = av.open(str(self._tmp), "w", format=self._container_format,
                             container_options=options)
@@ -499,15 +516,19 @@ class VideoWriter(Writer):
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if self._rotation:
             stream.set_display_rotation(self._rotation)
-        self._stream = stream
+        return stream
 
-        if self._plan is not None and self._src_path is not None and (
+    def _start_copier(self, frame: Frame | None) -> PacketCopier | None:
+        """The packet copier of the source's other streams (the written span only, when
+        trimmed), or None when nothing is copied."""
+        if self._plan is None or self._src_path is None or not (
                 self._plan.copied or self._plan.attachments):
-            shift = self._shift_pts * self._time_base
-            window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
-                else None
-            self._copier = PacketCopier(self._src_path, self._out, self._plan,
-                                        window=(window_start, None), shift=shift)
+            return None
+        shift = self._shift_pts * self._time_base
+        window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
+            else None
+        return PacketCopier(self._src_path, self._out, self._plan,
+                            window=(window_start, None), shift=shift)
 
     def _color_tags(self, source) -> dict[str, int]:
         """The source's colour tags (left unset where the source leaves them unspecified).
