@@ -21,13 +21,12 @@ import torch
 from vidcolor.pipeline import loop
 from vidcolor.devices import resolve_device, resolve_precision
 from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
+from vidcolor.options import ENGINES, MODES, PRESETS
 from vidcolor.io.frame import Frame
 from vidcolor.io.prefetch import prefetch
 from vidcolor.pipeline.presets import make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
-ENGINES = ("auto", "devc", "classic")
-MODES = ("exemplar", "propagate")
 # A run of poorly matched frames shorter than this is not worth a warning (flicker of a cut).
 LOW_CONFIDENCE_MIN_SECONDS = 0.5
 
@@ -71,8 +70,6 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 
 def check_run_options(mode: str, preset: str) -> None:
     """Checked before anything is loaded, so a typo fails at once."""
-    from vidcolor.pipeline.presets import PRESETS
-
     check_choice("--mode", mode, MODES)
     check_choice("--preset", preset, PRESETS)
 

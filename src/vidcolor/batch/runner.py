@@ -95,10 +95,12 @@ class Manifest:
 
 
 def run_batch(jobs: list[Job], out_dir: Path, colorize: Callable[[Job], object],
-              on_event: Callable[[str, Job, str], None]) -> dict[str, list[Job]]:
+              on_event: Callable[[str, Job, str], None], redo_done: bool = False
+              ) -> dict[str, list[Job]]:
     """Run ``colorize`` on each job; one failure never stops the batch.
 
     ``on_event(kind, job, message)`` with kind in skipped|noref|start|done|failed.
+    ``redo_done``: colorize again the files a previous run finished (``--overwrite``).
     Returns the jobs grouped by outcome.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,7 @@ def run_batch(jobs: list[Job], out_dir: Path, colorize: Callable[[Job], object],
             outcome["noref"].append(job)
             on_event("noref", job, "no reference found")
             continue
-        if manifest.is_done(job):
+        if manifest.is_done(job) and not redo_done:
             outcome["skipped"].append(job)
             on_event("skipped", job, "already done")
             continue

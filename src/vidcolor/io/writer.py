@@ -26,6 +26,7 @@ import numpy as np
 
 from vidcolor.color.depth import convert_depth
 from vidcolor.errors import OutputError, ProcessingError
+from vidcolor.options import CODECS
 from vidcolor.io import one_line_cause
 from vidcolor.io.frame import Frame
 from vidcolor.io.images import IMAGE_EXTENSIONS, write_image_file
@@ -40,7 +41,6 @@ VIDEO_CONTAINERS = {
 # Our codec names -> FFmpeg encoders. "png" is not here: it means a PNG frame folder.
 VIDEO_ENCODERS = {"h264": "libx264", "h265": "libx265", "ffv1": "ffv1"}
 FRAME_FOLDER_CODEC = "png"
-CODECS = (*VIDEO_ENCODERS, FRAME_FOLDER_CODEC)
 
 # mp4/mov: index (moov) first, so the file plays while downloading and survives a cut tail.
 # Matroska: keep negative timestamps (AAC priming packets start before 0) instead of

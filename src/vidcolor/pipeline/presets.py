@@ -31,8 +31,7 @@ from vidcolor.color.resize import (
 from vidcolor.color.upsample import guided_coefficients, upsample_rows
 from vidcolor.engines.base import Engine
 from vidcolor.errors import OptionError
-
-PRESETS = ("default", "official")
+from vidcolor.options import PRESETS
 
 
 def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor) -> torch.Tensor:
