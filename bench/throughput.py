@@ -48,7 +48,7 @@ RESULT_PREFIX = "THROUGHPUT_RESULT "
 
 
 def _seeded_weights_dir(directory: Path) -> Path:
-    """H2's deterministic weights in the converted layout: same shapes, so same cost."""
+    """The tests' seeded weights in the converted layout: same shapes, so same cost."""
     from vidcolor.weights.convert import save_converted
     from tests.seeded_weights import seeded_converted
 

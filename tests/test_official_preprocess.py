@@ -105,7 +105,7 @@ def test_output_conversion_is_exact(golden, name):
 
 
 def test_ab_upsampling_as_the_release_does(golden):
-    # The lead composes this step; checked here because it feeds the exact conversion above.
+    # pipeline/presets.py composes this step; checked here because it feeds the exact conversion above.
     ab = torch.from_numpy(golden["frame0_ab_pred_half"])[None]
     up = F.interpolate(ab, scale_factor=2, mode="bilinear") * 1.25
     np.testing.assert_allclose(up[0].numpy(), golden["frame0_ab_up_x1.25"], rtol=1e-12, atol=0)

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from vidcolor.color.depth import to_8bit_scale
+from vidcolor.color.lab import L_RANGE
 from vidcolor.eval import metrics
 from vidcolor.errors import InputError, OutputError, UsageError
 from vidcolor.io.frame import Frame
@@ -289,7 +290,7 @@ def _score_frame(number: int, pictures: dict[str, np.ndarray], previous: _PairSt
     warp_output = warp_truth = current = None
     cut = False
     if temporal:
-        current = _PairState((flow_lab[..., 0] / 100.0).astype(np.float32),
+        current = _PairState((flow_lab[..., 0] / L_RANGE).astype(np.float32),
                              output_lab[..., 1:], truth_lab[..., 1:])
         warp_output, warp_truth, cut = _temporal_scores(previous, current)
     scores = FrameScores(
