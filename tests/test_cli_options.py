@@ -218,3 +218,20 @@ def test_codec_choices_are_the_writers():
     from vidcolor.io.writer import FRAME_FOLDER_CODEC, VIDEO_ENCODERS
 
     assert CODECS == (*VIDEO_ENCODERS, FRAME_FOLDER_CODEC)
+
+
+@pytest.mark.parametrize("capability, bfloat16", [((9, 0), "native"), ((7, 5), "emulated")])
+def test_info_lists_a_cuda_gpu_with_its_precisions(monkeypatch, capability, bfloat16):
+    # No GPU here: torch.cuda's answers are faked; what is tested is how info reads them.
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Test GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: SimpleNamespace(total_memory=16 * 2**30))
+    gpu = info.find_devices()[1]
+    assert gpu.name == "cuda:0" and "Test GPU" in gpu.description and "16 GiB" in gpu.description
+    assert gpu.precisions == ["float32", "float64", "bfloat16", "float16"]
+    assert gpu.bfloat16.startswith(bfloat16)
