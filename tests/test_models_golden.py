@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from tolerance import F32_EPS, F64_EPS, assert_close, assert_same_choice, top_two_gap
-from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
+from vidcolor.color.lab import uncenter_lab
+from vidcolor.color.official import official_lab_to_rgb
 from vidcolor.errors import OptionError
 from vidcolor.engines.devc.colorization import UpsampleConv, phase_kernels
 from vidcolor.engines.devc.correspondence import warp
@@ -25,7 +26,7 @@ from vidcolor.engines.devc.layers import conv_add_relu, conv_relu, interleave_ph
 from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
 from vidcolor.engines.devc.vgg19 import caffe_preprocess, gray_to_rgb, normalize_features
 from vidcolor.weights.convert import CHECKPOINTS, official_layout, remap_official
-from vidcolor.weights.seeded import seeded_official_state_dict
+from seeded_weights import seeded_official_state_dict
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_modules.npz"
 REL_TOL_FLOAT64 = 1e-9
@@ -132,7 +133,8 @@ def golden_embeddings(golden, modules64):
         frames = {}
         for frame in ("frame0", "frame1"):
             l_half = batch(golden, f"{frame}_lab_half")[:, :1]
-            theta = corr_net.embed_frames([normalize_features(f) for f in vgg.gray_features(l_half)])
+            features = [normalize_features(f) for f in vgg(caffe_preprocess(gray_to_rgb(l_half)))]
+            theta = corr_net.embed_frames(features)
             frames[frame] = (l_half, theta)
     return reference, frames
 

@@ -1,4 +1,4 @@
-"""color/official.py: the official pre/post-processing, exact against the golden arrays."""
+"""color/official.py: the official release's quirks, exact against the golden arrays."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from skimage import color as skcolor
 from skimage import transform as sktransform
 
 from tolerance import F64_EPS, UINT8_TOP, assert_close, assert_truncated_close
-from vidcolor.color.official import cover_crop, fgs_guide, official_lab, official_to_rgb_uint8
+from vidcolor.color.lab import lab_to_rgb, rgb_to_lab, uncenter_lab
+from vidcolor.color.official import (
+    cover_crop,
+    fgs_guide,
+    official_lab,
+    official_lab_to_rgb,
+    official_to_rgb_uint8,
+)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_modules.npz"
 WORKING_SIZE = (80, 160)  # the golden scenario's official image_size
@@ -148,7 +155,7 @@ def _rgb_before_truncation(lightness, ab):
 
 
 def test_ab_upsampling_as_the_release_does(golden):
-    # The lead composes this step; checked here because it feeds the exact conversion above.
+    # pipeline/presets.py composes this step; checked here because it feeds the exact conversion above.
     ab = torch.from_numpy(golden["frame0_ab_pred_half"])[None]
     up = F.interpolate(ab, scale_factor=2, mode="bilinear") * 1.25
     np.testing.assert_allclose(up[0].numpy(), golden["frame0_ab_up_x1.25"], rtol=1e-12, atol=0)
@@ -175,3 +182,27 @@ def test_cover_crop_matches_the_three_channel_resize_on_random_images():
         window = np.s_[top : top + size[0], left : left + size[1]]
         # The flat third lands on integers: every value there is near one, so no count bound.
         assert_resized_close(out, expected[window], value[window], max_fraction=1.0)
+
+
+# A float64 chain of ~10 roundings (cube, 3x3 matrix, pow(1/2.4)) on values in [0, 1], whose
+# vector pow kernel differs by 1-2 ulps between processors (measured: 1 ulp on Intel AVX-512).
+OFFICIAL_RGB_TOL = 16 * F64_EPS
+
+
+def test_official_lab_to_rgb_reproduces_the_release(golden):
+    half = torch.from_numpy(golden["ref_lab_half"])
+    assert_close(official_lab_to_rgb(uncenter_lab(half)), golden["ref_rgb_for_vgg"], OFFICIAL_RGB_TOL)
+
+
+def test_official_lab_to_rgb_differs_from_skimage_where_the_release_does():
+    # In gamut, only the hard-coded matrix differs: close to the exact inverse.
+    lab = rgb_to_lab(torch.from_numpy(np.random.default_rng(4).random((3, 10, 10))))
+    np.testing.assert_allclose(official_lab_to_rgb(lab).numpy(), lab_to_rgb(lab).numpy(), atol=1e-4)
+    # A very yellow colour drives fz below 0: the release clamps fz itself (not Z after the cube),
+    # so the result equals the same colour with b lowered until fz == 0.
+    yellow = torch.tensor([[[10.0]], [[0.0]], [[120.0]]], dtype=torch.float64)
+    fz_zero_b = 200.0 * (10.0 + 16.0) / 116.0
+    at_fz_zero = torch.tensor([[[10.0]], [[0.0]], [[fz_zero_b]]], dtype=torch.float64)
+    # Exact by construction: both give fz == 0.0 (correctly rounded +-*/), then the same kernel.
+    assert torch.equal(official_lab_to_rgb(yellow), official_lab_to_rgb(at_fz_zero))
+    assert 0.0 <= official_lab_to_rgb(yellow).min() and official_lab_to_rgb(yellow).max() <= 1.0

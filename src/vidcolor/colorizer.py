@@ -28,13 +28,12 @@ from vidcolor.errors import (
     WeightsMissingError,
     unexpected_failure,
 )
+from vidcolor.options import ENGINES, MODES, PRESETS
 from vidcolor.io.frame import Frame
 from vidcolor.io.prefetch import prefetch
 from vidcolor.pipeline.presets import check_size, make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
-ENGINES = ("auto", "devc", "classic")
-MODES = ("exemplar", "propagate")
 # A run of poorly matched frames shorter than this is not worth a warning (flicker of a cut).
 LOW_CONFIDENCE_MIN_SECONDS = 0.5
 
@@ -104,8 +103,6 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 
 def check_run_options(mode: str, preset: str) -> None:
     """Checked before anything is loaded, so a typo fails at once."""
-    from vidcolor.pipeline.presets import PRESETS
-
     check_choice("--mode", mode, MODES)
     check_choice("--preset", preset, PRESETS)
 
@@ -310,7 +307,7 @@ class Colorizer:
         """The frame loop: decode ahead, colorize, write output (and preview); returns each
         written frame's time. A failure or a signal aborts every writer (nothing at the target)."""
         from vidcolor.io import writer
-        from vidcolor.io.naming import side_by_side
+        from vidcolor.io.preview import side_by_side
         from vidcolor.progress import frame_progress
 
         info = clip.info
@@ -375,7 +372,7 @@ class Colorizer:
         self.notify(message)
 
     def _warn_low_confidence(self, summary: RunSummary, timestamps: list[float]) -> None:
-        threshold = getattr(self.engine, "low_confidence", None)
+        threshold = self.engine.low_confidence
         if threshold is None or not summary.confidence:
             return
         ranges = low_confidence_ranges(summary.confidence, timestamps, threshold)

@@ -21,7 +21,7 @@ from typing import Callable
 from vidcolor.errors import InputError, Interrupted, VidcolorError, unexpected_failure
 from vidcolor.io.atomic import remove_stale_partials, write_text_atomic
 from vidcolor.io.images import natural_sort_key
-from vidcolor.pipeline.reference import VIDEO_EXTENSIONS
+from vidcolor.io.naming import VIDEO_EXTENSIONS
 
 MANIFEST_NAME = "vidcolor-batch.json"
 REF_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -106,12 +106,14 @@ class Manifest:
 
 
 def run_batch(jobs: list[Job], out_dir: Path, colorize: Callable[[Job], object],
-              on_event: Callable[[str, Job, str], None]) -> dict[str, list[Job]]:
+              on_event: Callable[[str, Job, str], None], redo_done: bool = False
+              ) -> dict[str, list[Job]]:
     """Run ``colorize`` on each job; one failure never stops the batch, a signal does.
 
     ``on_event(kind, job, message)`` with kind in skipped|noref|start|done|failed, and
     ``("manifest", None, message)`` when the manifest had to be set aside. SIGINT
     (KeyboardInterrupt) and SIGTERM (``Interrupted``) mark the file interrupted and propagate.
+    ``redo_done``: colorize again the files a previous run finished (``--overwrite``).
     Returns the jobs grouped by outcome.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,7 @@ def run_batch(jobs: list[Job], out_dir: Path, colorize: Callable[[Job], object],
             outcome["noref"].append(job)
             on_event("noref", job, "no reference found")
             continue
-        if manifest.is_done(job):
+        if manifest.is_done(job) and not redo_done:
             outcome["skipped"].append(job)
             on_event("skipped", job, "already done")
             continue

@@ -24,7 +24,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidcolor.color.depth import convert_depth
 from vidcolor.errors import OutputError, ProcessingError
+from vidcolor.options import CODECS
 from vidcolor.io import one_line_cause
 from vidcolor.io.atomic import check_parent_writable, remove_stale_partials, temp_beside
 from vidcolor.io.frame import Frame
@@ -40,7 +42,6 @@ VIDEO_CONTAINERS = {
 # Our codec names -> FFmpeg encoders. "png" is not here: it means a PNG frame folder.
 VIDEO_ENCODERS = {"h264": "libx264", "h265": "libx265", "ffv1": "ffv1"}
 FRAME_FOLDER_CODEC = "png"
-CODECS = (*VIDEO_ENCODERS, FRAME_FOLDER_CODEC)
 
 # mp4/mov: index (moov) first, so the file plays while downloading and survives a cut tail.
 # Matroska: keep negative timestamps (AAC priming packets start before 0) instead of
@@ -261,14 +262,6 @@ def rotate_to_stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb
 
 
-def _match_depth(rgb: np.ndarray, deep: bool) -> np.ndarray:
-    if deep and rgb.dtype == np.uint8:
-        return rgb.astype(np.uint16) * 257  # 255 * 257 = 65535: same scale, exact
-    if not deep and rgb.dtype == np.uint16:
-        return np.round(rgb / 257.0).astype(np.uint8)
-    return rgb
-
-
 def _check_rgb(rgb: np.ndarray, dst: Path) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"{dst}: expected an HxWx3 RGB array, got "
@@ -449,12 +442,19 @@ class VideoWriter(Writer):
 
     # -- set-up on the first frame (its size and its source decide the format)
     def _setup(self, rgb: np.ndarray, frame: Frame | None) -> None:
-        info = self.info
         source = frame.source if frame is not None else None
         if source is not None and not isinstance(source, av.VideoFrame):
             source = None
-        stored = rotate_to_stored(rgb, self._rotation)
-        height, width = stored.shape[:2]
+        height, width = rotate_to_stored(rgb, self._rotation).shape[:2]
+        self._choose_format(rgb, source, width, height)
+        fps = self._choose_timing(frame)
+        self._stream = self._open_stream(width, height, fps, source)
+        self._copier = self._start_copier(frame)
+
+    def _choose_format(self, rgb: np.ndarray, source: av.VideoFrame | None, width: int,
+                       height: int) -> None:
+        """Bit depth and pixel format of the output, and whether the luma plane is copied."""
+        info = self.info
         source_fmt = source.format.name if source is not None else (info.pix_fmt if info else None)
         if info is not None and info.kind == KIND_VIDEO:
             self._deep = info.bit_depth > 8  # the source's depth wins: 10-bit in, 10-bit out
@@ -466,6 +466,10 @@ class VideoWriter(Writer):
             and (source.width, source.height) == (width, height)
         )
 
+    def _choose_timing(self, frame: Frame | None) -> Fraction:
+        """The stream's time base (the source's own when there is one) and, for a trimmed
+        range, the shift that makes the output start at 0. Returns the frame rate."""
+        info = self.info
         fps = 1 / self._frame_interval()
         if frame is not None and frame.time_base is not None and frame.pts is not None:
             self._time_base = Fraction(frame.time_base)
@@ -475,7 +479,13 @@ class VideoWriter(Writer):
             self._time_base = 1 / fps
         if self._trimmed and frame is not None and frame.pts is not None:
             self._shift_pts = round(frame.pts * Fraction(frame.time_base) / self._time_base)
+        return fps
 
+    def _open_stream(self, width: int, height: int, fps: Fraction,
+                     source: av.VideoFrame | None):
+        """The temporary container and its video stream: encoder options, colour tags, sample
+        aspect ratio and rotation."""
+        info = self.info
         options = CONTAINER_OPTIONS.get(self._container_format, {})
         self._out = av.open(str(self._tmp), "w", format=self._container_format,
                             container_options=options)
@@ -499,15 +509,19 @@ class VideoWriter(Writer):
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if self._rotation:
             stream.set_display_rotation(self._rotation)
-        self._stream = stream
+        return stream
 
-        if self._plan is not None and self._src_path is not None and (
+    def _start_copier(self, frame: Frame | None) -> PacketCopier | None:
+        """The packet copier of the source's other streams (the written span only, when
+        trimmed), or None when nothing is copied."""
+        if self._plan is None or self._src_path is None or not (
                 self._plan.copied or self._plan.attachments):
-            shift = self._shift_pts * self._time_base
-            window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
-                else None
-            self._copier = PacketCopier(self._src_path, self._out, self._plan,
-                                        window=(window_start, None), shift=shift)
+            return None
+        shift = self._shift_pts * self._time_base
+        window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
+            else None
+        return PacketCopier(self._src_path, self._out, self._plan,
+                            window=(window_start, None), shift=shift)
 
     def _color_tags(self, source) -> dict[str, int]:
         """The source's colour tags (left unset where the source leaves them unspecified).
@@ -552,7 +566,8 @@ class VideoWriter(Writer):
     def _write(self, rgb, frame) -> None:
         if self._stream is None:
             self._setup(rgb, frame)
-        stored = rotate_to_stored(_match_depth(rgb, self._deep), self._rotation)
+        stored = rotate_to_stored(convert_depth(rgb, np.uint16 if self._deep else np.uint8),
+                                  self._rotation)
         if stored.shape[:2] != (self._stream.height, self._stream.width):
             raise ValueError(f"{self.dst}: frame {self.frames_written} is "
                              f"{stored.shape[1]}x{stored.shape[0]} (stored orientation), the "
