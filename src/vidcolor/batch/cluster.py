@@ -301,26 +301,21 @@ def task_target(task: Task) -> Path:
 
 def remove_leftovers(target: Path) -> None:
     """Temporary outputs for ``target`` of workers that died while writing it."""
-    import shutil
+    from vidcolor.io.atomic import remove_stale_partials
 
-    from vidcolor.io.writer import leftover_partials
-
-    for path in leftover_partials(target):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    remove_stale_partials(target)
 
 
 class Driver:
     def __init__(self, ray, shape: PoolShape, jobs: list[Job], out_dir: Path,
                  colorizer_options: dict[str, Any], video_options: dict[str, Any],
                  cuts: range_split.CutFinder | None, min_piece_frames: int, retries: int,
-                 emit: EventSink, progress):
+                 redo_done: bool, emit: EventSink, progress):
         self.ray, self.shape, self.jobs = ray, shape, jobs
         self.colorizer_options, self.video_options = colorizer_options, video_options
         self.cuts, self.min_piece_frames = cuts, min_piece_frames
         self.retries, self.emit, self.progress = retries, emit, progress
+        self.redo_done = redo_done
         self.manifest = Manifest(out_dir / MANIFEST_NAME)
         self.records: dict[Path, FileRecord] = {}
         self.groups: dict[str, list[Job]] = {"done": [], "skipped": [], "failed": [], "noref": []}
@@ -381,7 +376,7 @@ class Driver:
                 self.groups["noref"].append(job)
                 self.emit("noref", f"{job.video}: skipped, no reference found (give --ref, or put "
                                    f"{job.video.stem}.jpg beside it)")
-            elif self.manifest.is_done(job):
+            elif not self.redo_done and self.manifest.is_done(job):
                 self.groups["skipped"].append(job)
             else:
                 self.queue.append(job)
@@ -583,13 +578,14 @@ def run_cluster_batch(jobs: list[Job], out_dir: Path, spec: ClusterSpec, *,
                       colorizer_options: dict[str, Any], video_options: dict[str, Any],
                       cuts: range_split.CutFinder | None = None,
                       min_piece_frames: int = range_split.MIN_PIECE_FRAMES,
-                      retries: int = DEFAULT_RETRIES,
+                      retries: int = DEFAULT_RETRIES, redo_done: bool = False,
                       emit: EventSink = lambda kind, message: None,
                       progress=None) -> ClusterOutcome:
     """Run the batch on the cluster ``spec``; one failed file never stops it.
 
     ``colorizer_options``: ``Colorizer(...)`` arguments (engine, device, precision).
     ``video_options``: ``colorize_video`` arguments (mode, preset, size, codec, crf).
+    ``redo_done``: colorize again the files the manifest marks done (``--overwrite``).
     ``cuts``: a function giving a video's shot cuts (frame indices) to split it at, into
     pieces of at least ``min_piece_frames``.
     """
@@ -598,7 +594,7 @@ def run_cluster_batch(jobs: list[Job], out_dir: Path, spec: ClusterSpec, *,
     progress = progress or NoProgress()
     with connected(ray, spec, colorizer_options.get("device", "auto")) as shape:
         driver = Driver(ray, shape, jobs, out_dir, colorizer_options, video_options, cuts,
-                        min_piece_frames, retries, emit, progress)
+                        min_piece_frames, retries, redo_done, emit, progress)
         driver.plan()
         try:
             with SignalLatch() as latch:
