@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from vidcolor.errors import OptionError
@@ -9,6 +11,33 @@ from vidcolor.errors import OptionError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "float64", "bfloat16", "float16")
 HALF_PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+# CPU instruction sets that compute bfloat16 natively (oneDNN's avx512_core_bf16 and
+# avx512_core_amx kernels), as Linux names them in /proc/cpuinfo. Without them oneDNN
+# emulates bf16 with float32 arithmetic plus conversions: slower than float32.
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
+    """The CPU feature flags Linux reports (empty elsewhere, or when unreadable)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def native_cpu_bf16(flags: set[str] | None = None) -> str | None:
+    """The instruction set that runs bf16 natively on this CPU ('AMX', 'AVX512-BF16'), or None."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -23,16 +52,23 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise OptionError(f"--device {name} was requested but no CUDA GPU is available; use --device cpu")
+    if name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        count = torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise OptionError(f"--device {name}: this machine has {count} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{count - 1}")
     if name == "mps" and not torch.backends.mps.is_available():
         raise OptionError("--device mps was requested but Apple MPS is not available; use --device cpu")
     return torch.device(name)
 
 
 def resolve_precision(name: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
-    """-> (compute dtype of the parameters, autocast dtype or None).
+    """-> (compute dtype of the parameters, half dtype or None).
 
-    Half precisions run as CUDA autocast over float32 parameters; on the CPU they are refused
-    (slower than float32 there, and not what the paper's numbers were made with).
+    Half precisions run over float32 parameters: CUDA autocast; on a CPU, bfloat16 where the
+    CPU computes it natively (AMX or AVX512-BF16, ``native_cpu_bf16``), refused elsewhere (it
+    would be emulated, slower than float32). ``auto`` is exact float32 everywhere.
     """
     if name not in PRECISIONS:
         raise OptionError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
@@ -42,8 +78,46 @@ def resolve_precision(name: str, device: torch.device) -> tuple[torch.dtype, tor
         if device.type == "mps":
             raise OptionError("--precision float64 is not supported on MPS; use --device cpu")
         return torch.float64, None
+    if device.type == "cuda":
+        return torch.float32, HALF_PRECISIONS[name]
+    if name == "bfloat16" and device.type == "cpu":
+        if native_cpu_bf16():
+            return torch.float32, torch.bfloat16
+        raise OptionError("--precision bfloat16: this CPU has no native bfloat16 (AMX or "
+                          "AVX512-BF16), so it would be emulated and slower than float32; "
+                          "use float32")
+    raise OptionError(
+        f"--precision {name} needs a CUDA GPU (autocast); on {device.type} use float32"
+    )
+
+
+def configure_cuda(device: torch.device, allow_tf32: bool = False) -> None:
+    """Decide the GPU's global switches explicitly instead of inheriting torch's defaults.
+
+    cuDNN benchmark mode: a clip has one fixed size, so picking the fastest algorithm once
+    pays from the second frame on. TF32: float32 means IEEE float32 unless asked otherwise
+    (torch's matmul default already is, cuDNN's convolutions default to TF32).
+    """
     if device.type != "cuda":
-        raise OptionError(
-            f"--precision {name} needs a CUDA GPU (autocast); on {device.type} use float32"
-        )
-    return torch.float32, HALF_PRECISIONS[name]
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+
+
+def describe() -> list[str]:
+    """Lines for ``vidcolor info``: torch, CPU threads and bf16 support, GPUs."""
+    native = native_cpu_bf16()
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), CPU "
+             f"capability {torch.backends.cpu.get_cpu_capability()}",
+             f"CPU bfloat16: native ({native}), --precision bfloat16 runs on it" if native else
+             "CPU bfloat16: not native (no AMX or AVX512-BF16): it would be emulated and slower "
+             "than float32, so --precision bfloat16 is refused on this CPU"]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            lines.append(f"cuda:{index}: {props.name}, {props.total_memory / 2**30:.0f} GiB, "
+                         f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
+    else:
+        lines.append("CUDA: no GPU available")
+    return lines
