@@ -167,6 +167,38 @@ def machine_summary() -> str:
     return ", ".join(parts)
 
 
+def cpu_description() -> str:
+    """The CPU model and whether it computes bfloat16 natively (bf16 speed depends on it)."""
+    from vidcolor.devices import native_cpu_bf16
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    native = native_cpu_bf16()
+    return f"{model}, bf16 {'native (' + native + ')' if native else 'not native (emulated)'}"
+
+
+def seeded_weights_dir(directory: Path) -> Path:
+    """The seeded stand-in weights (released layout: same shapes, so the same cost) saved as a
+    converted weights folder. Speed does not depend on the values; quality does."""
+    from vidcolor.weights.convert import save_converted
+
+    try:
+        from vidcolor.weights.seeded import seeded_converted
+    except ImportError:  # the seeded weights may live with the tests
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from seeded import seeded_converted  # type: ignore[no-redef]
+
+    for kind, tensors in seeded_converted().items():
+        save_converted(directory, kind, tensors)
+    return directory
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` (e.g. ``432x768``) -> (height, width); argparse-friendly ValueError otherwise."""
     try:

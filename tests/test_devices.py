@@ -81,3 +81,16 @@ def test_precisions_on_cpu():
 
 def test_half_precision_on_cuda_is_autocast():
     assert resolve_precision("float16", torch.device("cuda")) == (torch.float32, torch.float16)
+
+
+def test_info_command_says_whether_bf16_is_native(monkeypatch):
+    from typer.testing import CliRunner
+
+    from vidcolor.cli import app
+
+    monkeypatch.setattr(devices, "native_cpu_bf16", lambda: None)
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0
+    assert "CPU bfloat16: not native" in result.output and "emulated" in result.output
+    monkeypatch.setattr(devices, "native_cpu_bf16", lambda: "AMX")
+    assert "CPU bfloat16: native (AMX)" in CliRunner().invoke(app, ["info"]).output

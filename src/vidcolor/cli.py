@@ -251,5 +251,14 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def info() -> None:
+    """Print torch, CPU (native bfloat16 or not) and GPU facts that decide speed."""
+    from vidcolor.devices import describe
+
+    for line in describe():
+        typer.echo(line)
+
+
 def main() -> None:
     app()

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from vidcolor.pipeline import loop
-from vidcolor.devices import resolve_device, resolve_precision
+from vidcolor.devices import configure_cuda, resolve_device, resolve_precision
 from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
 from vidcolor.io.frame import Frame
-from vidcolor.io.prefetch import prefetch
+from vidcolor.io.prefetch import WriteBehind, prefetch
 from vidcolor.pipeline.presets import make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
@@ -119,7 +119,10 @@ class Colorizer:
         self.dtype, self.autocast = resolve_precision(precision, self.device)
         self.precision = precision
         self.notify = notify or (lambda message: None)
+        self._device_chosen = device != "auto"
         self.engine = self._build_engine(engine, Path(weights_dir) if weights_dir else None)
+        self.device = self.engine.device
+        configure_cuda(self.device)
 
     def _build_engine(self, name: str, weights_dir: Path | None):
         from vidcolor.weights import cache
@@ -139,7 +142,9 @@ class Colorizer:
                 )
             from vidcolor.engines.classic.engine import ClassicEngine
 
-            return ClassicEngine(device=self.device, dtype=self.dtype)
+            # Its colorization step runs numpy on the host: under --device auto it stays there.
+            device = self.device if self._device_chosen else torch.device("cpu")
+            return ClassicEngine(device=device, dtype=self.dtype)
         from vidcolor.engines.devc.engine import DevcEngine
 
         return DevcEngine.from_directory(directory, device=self.device, dtype=self.dtype,
@@ -202,7 +207,7 @@ class Colorizer:
         subtitle streams are copied packet for packet.
         """
         from vidcolor.io import reader, writer
-        from vidcolor.io.naming import default_output, side_by_side
+        from vidcolor.io.naming import default_output
         from vidcolor.progress import frame_progress
 
         src = Path(src)
@@ -221,7 +226,7 @@ class Colorizer:
                                  precision=precision_name(self.dtype, self.autocast),
                                  input_probe=probe_dict(info))
             keep_luma = preset == "default"
-            times = loop.StageTimes()
+            times = stage_times(self.device, report is not None)
             # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
             frames = closing(prefetch(clip.frames(start=start, duration=duration,
                                                   max_frames=max_frames), depth=batch_size))
@@ -237,15 +242,12 @@ class Colorizer:
                                     drop_unsupported_streams=drop_unsupported_streams) as out, \
                     optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
                     frame_progress(f"{src.name}", total, quiet=quiet) as bar, \
-                    frames as decoded:
+                    frames as decoded, \
+                    WriteBehind(depth=batch_size) as encoder:  # closed first: all written
                 for result in self._stream(decoded, (info.height, info.width), ref, mode=mode,
                                            preset=preset, size=size, batch_size=batch_size,
                                            times=times):
-                    t = time.perf_counter()
-                    out.write(result.rgb, result.source)
-                    if preview is not None:
-                        preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
-                    times.add("encode", t)
+                    encoder.submit(write_result, out, preview, result, times)
                     summary.confidence.append(result.confidence)
                     timestamps.append(frame_time(result.source, info))
                     bar.advance()
@@ -287,6 +289,24 @@ class Colorizer:
             self._warn(summary, f"{summary.input}: the reference matches poorly at {spans} "
                                 f"(mean confidence below {threshold}); try a reference closer "
                                 "to that shot")
+
+
+def write_result(out, preview, result: loop.ColorizedFrame, times: loop.StageTimes) -> None:
+    """Encode one result (and its side-by-side preview); runs in the encode thread."""
+    from vidcolor.io.naming import side_by_side
+
+    t = time.perf_counter()
+    out.write(result.rgb, result.source)
+    if preview is not None:
+        preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
+    times.add("encode", t)
+
+
+def stage_times(device: torch.device, report: bool) -> loop.StageTimes:
+    """Per-stage timings; synchronised on a GPU only when a report asks for them."""
+    if device.type == "cuda" and report:
+        return loop.StageTimes(synchronize=lambda: torch.cuda.synchronize(device))
+    return loop.StageTimes()
 
 
 def precision_name(dtype: torch.dtype, autocast: torch.dtype | None) -> str:
