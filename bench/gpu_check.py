@@ -93,11 +93,11 @@ def golden_check(device: str) -> list[list[str]]:
     rows.append(["float32: warp equal to the golden argmax's colours", f"{agree:.4f}",
                  f">= {ARGMAX_AGREEMENT}", agree >= ARGMAX_AGREEMENT])
     similarity = np.abs(corr.confidence[0].double().cpu().numpy() - golden["frame0_similarity_T1e-10"]).max()
-    rows.append(["float32: similarity, max |diff|", f"{similarity:.2e}", f"<= {SIMILARITY_ATOL}",
+    rows.append(["float32: similarity, max abs diff", f"{similarity:.2e}", f"<= {SIMILARITY_ATOL}",
                  similarity <= SIMILARITY_ATOL])
     for i, bound in enumerate(AB_ATOL):
         diff = np.abs(outputs[i] - golden[f"frame{i}_ab_pred_half"]).max()
-        rows.append([f"float32: ab frame {i}, max |diff|", f"{diff:.2e}", f"<= {bound}", diff <= bound])
+        rows.append([f"float32: ab frame {i}, max abs diff", f"{diff:.2e}", f"<= {bound}", diff <= bound])
     _, outputs64 = run(torch.float64)
     for i in range(2):
         expected = golden[f"frame{i}_ab_pred_half"]
