@@ -183,18 +183,22 @@ def cpu_description() -> str:
     return f"{model}, bf16 {'native (' + native + ')' if native else 'not native (emulated)'}"
 
 
+def seeded():
+    """The module of the seeded stand-in weights (GOLDEN.md's rule), wherever it lives."""
+    try:
+        from vidcolor.weights import seeded as module
+    except ImportError:  # the seeded weights may live with the tests
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        import seeded as module  # type: ignore[no-redef]
+    return module
+
+
 def seeded_weights_dir(directory: Path) -> Path:
     """The seeded stand-in weights (released layout: same shapes, so the same cost) saved as a
     converted weights folder. Speed does not depend on the values; quality does."""
     from vidcolor.weights.convert import save_converted
 
-    try:
-        from vidcolor.weights.seeded import seeded_converted
-    except ImportError:  # the seeded weights may live with the tests
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from seeded import seeded_converted  # type: ignore[no-redef]
-
-    for kind, tensors in seeded_converted().items():
+    for kind, tensors in seeded().seeded_converted().items():
         save_converted(directory, kind, tensors)
     return directory
 

@@ -43,6 +43,7 @@ from bench.common import (  # noqa: E402
     markdown_table,
     peak_rss_bytes,
     reset_peak_rss,
+    seeded,
     seeded_weights_dir,
     write_gray_clip,
     write_reference,
@@ -64,12 +65,7 @@ def golden_check(device: str) -> list[list[str]]:
     from vidcolor.engines.devc.engine import DevcEngine
     from vidcolor.weights.convert import CHECKPOINTS, remap_official
 
-    try:
-        from vidcolor.weights.seeded import seeded_official_state_dict
-    except ImportError:  # the seeded weights may live with the tests
-        sys.path.insert(0, str(GOLDEN.parents[1]))
-        from seeded import seeded_official_state_dict  # type: ignore[no-redef]
-
+    seeded_official_state_dict = seeded().seeded_official_state_dict
     golden = np.load(GOLDEN)
     configure_cuda(torch.device(device), allow_tf32=False)
     weights64 = {k: remap_official(k, seeded_official_state_dict(k)) for k in CHECKPOINTS}

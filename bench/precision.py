@@ -4,6 +4,7 @@
     python bench/precision.py --frames 12 --repeats 3 --preset default
     python bench/precision.py --weights-dir ~/.cache/vidcolor/devc   # the real checkpoints
     python bench/precision.py --device cuda --precisions float32,tf32,bfloat16,float16
+    python bench/precision.py --layouts       # each network alone: float32 / bf16 NCHW / bf16 NHWC
 
 Each precision colorizes the same clip through ``Colorizer.colorize_video`` (what the CLI runs:
 decode, engine, post-processing, encode), written losslessly (FFV1) so the comparison sees the
@@ -37,6 +38,7 @@ from bench.common import (  # noqa: E402
     machine_summary,
     markdown_table,
     parse_size,
+    seeded,
     seeded_weights_dir,
     write_gray_clip,
     write_reference,
@@ -75,6 +77,48 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return rgb_psnr(a, b)
 
 
+def network_layouts(rounds: int) -> None:
+    """Each devc network alone at the official network size (216x384): float32 as the engine
+    runs it, bf16 in NCHW, bf16 in channels_last; CPU seconds, best of ``rounds``, interleaved."""
+    from vidcolor.engines.devc import engine as devc
+
+    weights = seeded().seeded_converted()
+    every = devc.CPU_HALF_CHANNELS_LAST
+    variants = {}
+    for name, layouts, half in (("float32", (), None), ("bf16 NCHW", (), torch.bfloat16),
+                                ("bf16 channels_last", every, torch.bfloat16)):
+        devc.CPU_HALF_CHANNELS_LAST = layouts
+        variants[name] = (devc.DevcEngine(weights, "cpu", torch.float32, autocast_dtype=half), layouts)
+    devc.CPU_HALF_CHANNELS_LAST = every
+    generator = torch.Generator().manual_seed(0)
+    rgb = torch.randn(1, 3, 216, 384, generator=generator) * 50
+    features = [torch.randn(1, c, h, w, generator=generator)
+                for c, h, w in ((128, 108, 192), (256, 54, 96), (512, 27, 48), (512, 13, 24))]
+    colornet_input = torch.randn(1, 7, 216, 384, generator=generator)
+    best: dict[tuple[str, str], float] = {}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # the first round warms up
+            for name, (engine, layouts) in variants.items():
+                devc.CPU_HALF_CHANNELS_LAST = layouts
+                for network, run in (
+                        ("VGG to relu5_2", lambda: engine.vgg(engine._network_input(rgb, "vgg"))),
+                        ("WarpNet frame side", lambda: engine.correspondence.embed_frames(
+                            engine._warpnet_input(features))),
+                        ("ColorVidNet", lambda: engine.colorization(
+                            engine._network_input(colornet_input, "colorization")))):
+                    started = time.process_time()
+                    run()
+                    key = (network, name)
+                    best[key] = min(best.get(key, float("inf")), time.process_time() - started)
+    devc.CPU_HALF_CHANNELS_LAST = every
+    print(f"# devc networks at 216x384, CPU seconds, best of {rounds}\n{machine_summary()}; "
+          f"{cpu_description()}; command: `{command_line()}`\n")
+    networks = dict.fromkeys(k[0] for k in best)
+    rows = [[n, *(f"{best[(n, v)]:.3f}" for v in variants),
+             f"{best[(n, 'float32')] / best[(n, 'bf16 channels_last')]:.2f}x"] for n in networks]
+    print(markdown_table(["network", *variants, "float32 / bf16 channels_last"], rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -89,9 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--weights-dir", type=Path, help="converted real checkpoints")
+    parser.add_argument("--layouts", action="store_true",
+                        help="only time each network alone: float32, bf16 NCHW, bf16 channels_last")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.layouts:
+        network_layouts(args.repeats)
+        return 0
     on_cuda = args.device.startswith("cuda")
     precisions = (args.precisions or ("float32,tf32,bfloat16,float16" if on_cuda
                                       else "float32,bfloat16")).split(",")
