@@ -81,3 +81,19 @@ def test_bad_shapes_and_temperatures_are_refused():
         correlate_and_warp(frames, ref[:-1], colors, None)
     with pytest.raises(ValueError, match="temperature"):
         correlate_and_warp(frames, ref, colors, -1.0)
+
+
+def test_gpu_chunks_are_sized_from_free_memory(monkeypatch):
+    class OnCuda:  # stands in for a CUDA tensor: only its device and element size are read
+        device = torch.device("cuda", 0)
+
+        @staticmethod
+        def element_size():
+            return 4
+
+    free = 8 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 2 * free))
+    entries = int(free * correlation.GPU_FREE_MEMORY_FRACTION) // (4 * correlation.BUFFERS_PER_ENTRY)
+    assert correlation.chunk_rows(4, 5184, OnCuda()) == entries // (4 * 5184)
+    free = 2**50  # a huge card: capped
+    assert correlation.chunk_rows(1, 5184, OnCuda()) == correlation.GPU_MAX_CHUNK_ENTRIES // 5184
