@@ -169,28 +169,16 @@ def machine_summary() -> str:
 
 def cpu_description() -> str:
     """The CPU model and whether it computes bfloat16 natively (bf16 speed depends on it)."""
-    from vidcolor.devices import native_cpu_bf16
+    from vidcolor import info
 
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    native = native_cpu_bf16()
-    return f"{model}, bf16 {'native (' + native + ')' if native else 'not native (emulated)'}"
+    return f"{info.cpu_name()}, bfloat16 {info.cpu_bfloat16(info.cpu_flags())}"
 
 
 def seeded():
-    """The module of the seeded stand-in weights (GOLDEN.md's rule), wherever it lives."""
-    try:
-        from vidcolor.weights import seeded as module
-    except ImportError:  # the seeded weights may live with the tests
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        import seeded as module  # type: ignore[no-redef]
-    return module
+    """The module of the seeded stand-in weights (GOLDEN.md's rule): tests/seeded_weights.py."""
+    from tests import seeded_weights
+
+    return seeded_weights
 
 
 def seeded_weights_dir(directory: Path) -> Path:

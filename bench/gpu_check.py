@@ -144,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: run with --device cpu", file=sys.stderr)
         return 2
-    from vidcolor.devices import describe
+    from vidcolor import info
 
     print(f"# device check: {device}\n{machine_summary()}; {cpu_description()}; command: "
           f"`{command_line()}`")
-    print("\n".join(describe()) + "\n")
+    for found in info.find_devices():
+        print(f"{found.name}: {found.description}; precisions {', '.join(found.precisions)}; "
+              f"bfloat16 {found.bfloat16}")
+    print()
     failed = False
 
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from vidcolor import devices
 from vidcolor.engines.devc.engine import DevcEngine
 from vidcolor.engines.devc.layers import conv_relu, instance_norm
 from vidcolor.errors import OptionError
-from vidcolor.weights.seeded import seeded_converted
+from seeded_weights import seeded_converted
 
 WORKING = (64, 128)  # the smallest devc size class: networks at 32x64, feature grid 8x16
 BF16_UNIT_ROUNDOFF = 2.0 ** -8  # round-to-nearest with an 8-bit significand

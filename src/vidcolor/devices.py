@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from vidcolor.errors import OptionError
+from vidcolor.options import DEVICES, PRECISIONS
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "float32", "float64", "bfloat16", "float16")
 HALF_PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-# CPU instruction sets that compute bfloat16 natively (oneDNN's avx512_core_bf16 and
-# avx512_core_amx kernels), as Linux names them in /proc/cpuinfo. Without them oneDNN
-# emulates bf16 with float32 arithmetic plus conversions: slower than float32.
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
-    """The CPU feature flags Linux reports (empty elsewhere, or when unreadable)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
 
 
 def native_cpu_bf16(flags: set[str] | None = None) -> str | None:
-    """The instruction set that runs bf16 natively on this CPU ('AMX', 'AVX512-BF16'), or None."""
-    flags = cpu_flags() if flags is None else flags
-    if "amx_bf16" in flags:
-        return "AMX"
-    if "avx512_bf16" in flags:
-        return "AVX512-BF16"
-    return None
+    """The instruction set that runs bf16 natively on this CPU ('AMX', 'AVX512-BF16'), or None.
+
+    ``flags``: /proc/cpuinfo's feature flags (default: this machine's, ``info.cpu_flags``).
+    Without AMX or AVX512-BF16, oneDNN emulates bf16 with float32 arithmetic: slower.
+    """
+    from vidcolor import info
+
+    flags = info.cpu_flags() if flags is None else flags
+    found = [name for flag, name in info.CPU_BF16_FLAGS.items() if flag in flags]
+    return found[0] if found else None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,21 +86,3 @@ def configure_cuda(device: torch.device, allow_tf32: bool = False) -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     torch.backends.cudnn.allow_tf32 = allow_tf32
-
-
-def describe() -> list[str]:
-    """Lines for ``vidcolor info``: torch, CPU threads and bf16 support, GPUs."""
-    native = native_cpu_bf16()
-    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), CPU "
-             f"capability {torch.backends.cpu.get_cpu_capability()}",
-             f"CPU bfloat16: native ({native}), --precision bfloat16 runs on it" if native else
-             "CPU bfloat16: not native (no AMX or AVX512-BF16): it would be emulated and slower "
-             "than float32, so --precision bfloat16 is refused on this CPU"]
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            lines.append(f"cuda:{index}: {props.name}, {props.total_memory / 2**30:.0f} GiB, "
-                         f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
-    else:
-        lines.append("CUDA: no GPU available")
-    return lines

@@ -22,7 +22,7 @@ import math
 import torch
 
 # feature_normalize's epsilon in the official code (utils/util.py:155-158, REFERENCE.md §4).
-NORMALIZE_EPSILON = 2.22e-16
+from vidcolor.color.official import FEATURE_NORM_EPSILON as NORMALIZE_EPSILON
 # Below this temperature the warp takes the hard path (max/argmax + exact near-ties); above
 # it, a chunked softmax (weights are genuinely soft there). Both equal the dense formulation.
 HARD_WARP_MAX_TEMPERATURE = 1e-6

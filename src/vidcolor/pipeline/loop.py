@@ -74,30 +74,35 @@ def colorize_stream(engine: Engine, preset: Any, frames: Iterable[Frame], refere
     Lab -> RGB, on the host) runs in a worker thread while the engine computes the next
     batch, so results come out one batch behind. On a GPU nothing here waits for the device
     but one read of the batch's confidence means and the host copies of its outputs.
+    Inference mode is entered around the engine's work only, never held across a ``yield``:
+    the caller's loop body (and another generator interleaved with this one) runs in its own
+    mode.
     """
     times = times or StageTimes()
     device, dtype = engine.device, engine.dtype
     pending: deque[Future] = deque()
-    with torch.inference_mode(), ThreadPoolExecutor(1, thread_name_prefix="vidcolor-post") as post:
+    with ThreadPoolExecutor(1, thread_name_prefix="vidcolor-post") as post:
         t = time.perf_counter()
-        ref = engine.prepare_reference(to_device(preset.prepare_reference(reference), device, dtype))
-        state = engine.initial_state(ref, propagate)
+        with torch.inference_mode():
+            ref = engine.prepare_reference(to_device(preset.prepare_reference(reference), device, dtype))
+            state = engine.initial_state(ref, propagate)
         t = times.add("reference", t)
         for batch in batched(frames, batch_size):
             t = times.add("decode", t)
-            prepared = [preset.prepare(frame.rgb) for frame in batch]
-            labs_host = torch.cat([lab for lab, _ in prepared])
-            labs = to_device(labs_host, device, dtype)
-            t = times.add("preprocess", t)
-            corr = engine.correspond(labs[:, :1], ref)
-            # One mean per frame, read back once for the whole batch (after its steps).
-            means = corr.confidence.float().flatten(1).mean(dim=1)
-            t = times.add("correspondence", t)
-            outputs = []
-            for i in range(len(batch)):
-                ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
-                outputs.append(to_host(ab))
-            confidences = means.tolist()
+            with torch.inference_mode():
+                prepared = [preset.prepare(frame.rgb) for frame in batch]
+                labs_host = torch.cat([lab for lab, _ in prepared])
+                labs = to_device(labs_host, device, dtype)
+                t = times.add("preprocess", t)
+                corr = engine.correspond(labs[:, :1], ref)
+                # One mean per frame, read back once for the whole batch (after its steps).
+                means = corr.confidence.float().flatten(1).mean(dim=1)
+                t = times.add("correspondence", t)
+                outputs = []
+                for i in range(len(batch)):
+                    ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
+                    outputs.append(to_host(ab))
+                confidences = means.tolist()
             t = times.add("colorization", t)
             for i, frame in enumerate(batch):
                 pending.append(post.submit(_finish, engine, preset, outputs[i], labs_host[i : i + 1],
@@ -113,6 +118,7 @@ def _finish(engine: Engine, preset: Any, ab: HostCopy, lab_host: torch.Tensor, c
             frame: Frame, confidence: float, times: StageTimes) -> ColorizedFrame:
     """Post-processing of one frame, in the worker thread (host tensors only)."""
     t = time.perf_counter()
-    rgb = preset.finish(engine, ab.get(), lab_host, context, frame.rgb)
+    with torch.inference_mode():
+        rgb = preset.finish(engine, ab.get(), lab_host, context, frame.rgb)
     times.add("postprocess", t)
     return ColorizedFrame(frame, rgb, confidence)
