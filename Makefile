@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/correspondence.py
 	$(BIN)/python bench/devc_step.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/precision.py
 	$(BIN)/python bench/memory_length.py
 	$(BIN)/python bench/classic_quality.py
 

@@ -167,6 +167,30 @@ def machine_summary() -> str:
     return ", ".join(parts)
 
 
+def cpu_description() -> str:
+    """The CPU model and whether it computes bfloat16 natively (bf16 speed depends on it)."""
+    from vidcolor import info
+
+    return f"{info.cpu_name()}, bfloat16 {info.cpu_bfloat16(info.cpu_flags())}"
+
+
+def seeded():
+    """The module of the seeded stand-in weights (GOLDEN.md's rule): tests/seeded_weights.py."""
+    from tests import seeded_weights
+
+    return seeded_weights
+
+
+def seeded_weights_dir(directory: Path) -> Path:
+    """The seeded stand-in weights (released layout: same shapes, so the same cost) saved as a
+    converted weights folder. Speed does not depend on the values; quality does."""
+    from vidcolor.weights.convert import save_converted
+
+    for kind, tensors in seeded().seeded_converted().items():
+        save_converted(directory, kind, tensors)
+    return directory
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` (e.g. ``432x768``) -> (height, width); argparse-friendly ValueError otherwise."""
     try:

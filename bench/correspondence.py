@@ -12,8 +12,8 @@ and L2-normalised, plus the 4x4-pooled reference Lab. Variants:
 * ``dense+graph``: the same with autograd recording, as the official code runs it
   (``joint_training=True``): everything stays alive while the output does. Official size only
   unless ``--graph-at-2x``.
-* ``ours``: ``hard_warp``, chunked max / argmax at T = 1e-10 (exact, O(N x chunk) memory).
-* ``ours-soft``: ``soft_warp`` at T = 0.01, fused attention + chunked max (the training
+* ``ours``: ``chunked_warp``, chunked max / argmax at T = 1e-10 (exact, O(N x chunk) memory).
+* ``ours-soft``: ``chunked_warp`` at T = 0.01, fused attention + chunked max (the training
   temperature; for comparison).
 
 Memory is the first full-size call in a fresh subprocess, so its peak RSS (Linux ``VmHWM``
@@ -72,7 +72,7 @@ def run_child(variant: str, grid: tuple[int, int], threads: int) -> dict:
     """
     import torch
 
-    from vidcolor.engines.devc.correspondence import dense_warp, hard_warp, soft_warp
+    from vidcolor.engines.devc.correspondence import dense_warp, chunked_warp, chunked_warp
 
     torch.set_num_threads(threads)
     frames, reference = _inputs(grid)
@@ -80,8 +80,8 @@ def run_child(variant: str, grid: tuple[int, int], threads: int) -> dict:
     calls = {
         "dense": lambda f, r: dense_warp(f, r, INFERENCE_TEMPERATURE),
         "dense+graph": lambda f, r: dense_warp(f.requires_grad_(True), r, INFERENCE_TEMPERATURE),
-        "ours": lambda f, r: hard_warp(f, r, INFERENCE_TEMPERATURE),
-        "ours-soft": lambda f, r: soft_warp(f, r, TRAINING_TEMPERATURE),
+        "ours": lambda f, r: chunked_warp(f, r, INFERENCE_TEMPERATURE),
+        "ours-soft": lambda f, r: chunked_warp(f, r, TRAINING_TEMPERATURE),
     }
     call = calls[variant]
     context = torch.enable_grad() if variant == "dense+graph" else torch.inference_mode()

@@ -39,22 +39,13 @@ from bench.common import (  # noqa: E402
     peak_rss_bytes,
     reset_cuda_peak,
     reset_peak_rss,
+    seeded_weights_dir,
     write_gray_clip,
     write_reference,
 )
 
 WARMUP_FRAMES = 2
 RESULT_PREFIX = "THROUGHPUT_RESULT "
-
-
-def _seeded_weights_dir(directory: Path) -> Path:
-    """The tests' seeded weights in the converted layout: same shapes, so same cost."""
-    from vidcolor.weights.convert import save_converted
-    from tests.seeded_weights import seeded_converted
-
-    for kind, tensors in seeded_converted().items():
-        save_converted(directory, kind, tensors)
-    return directory
 
 
 def _decode(path: Path, limit: int | None = None) -> list:
@@ -77,7 +68,7 @@ def run_worker(spec: dict) -> dict:
             weights = "installed"
         else:
             weights = "seeded"
-            weights_dir = _seeded_weights_dir(Path(tempfile.mkdtemp(dir=workdir)))
+            weights_dir = seeded_weights_dir(Path(tempfile.mkdtemp(dir=workdir)))
     on_cuda = spec["device"] == "cuda"
     with measure(sync_cuda=on_cuda) as load:
         colorizer = Colorizer(engine=spec["engine"], device=spec["device"],

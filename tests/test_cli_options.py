@@ -122,8 +122,11 @@ def test_info_reports_devices_weights_encoders_and_versions():
     data = json.loads(result.output)
     cpu = data["devices"][0]
     assert cpu["name"] == "cpu"
-    # What a CPU run accepts: float32 and float64; half precisions need CUDA autocast.
-    assert cpu["precisions"] == ["float32", "float64"]
+    # What a CPU run accepts: float32 and float64, and bfloat16 where the CPU computes it
+    # natively (float16 needs CUDA autocast).
+    from vidcolor.devices import native_cpu_bf16
+
+    assert cpu["precisions"] == ["float32", "float64"] + (["bfloat16"] if native_cpu_bf16() else [])
     assert cpu["bfloat16"] == info.cpu_bfloat16(info.cpu_flags())
     assert len(data["devices"]) == 1 + torch.cuda.device_count() + torch.backends.mps.is_available()
     assert data["weights"]["installed"] is False and data["weights"]["verified"] is False

@@ -45,3 +45,46 @@ def test_early_stop_joins_the_worker():
     next(iterator)
     iterator.close()
     assert threading.active_count() == before
+
+
+def test_write_behind_runs_calls_in_order_in_another_thread():
+    from vidcolor.io.prefetch import WriteBehind
+
+    seen = []
+    with WriteBehind(depth=2) as behind:
+        for i in range(20):
+            behind.submit(lambda k: seen.append((k, threading.current_thread().name)), i)
+    assert [k for k, _ in seen] == list(range(20))  # close() waited for every call
+    assert {name for _, name in seen} == {"vidcolor-encode"}
+
+
+def test_write_behind_reraises_the_worker_error_and_drops_later_calls():
+    from vidcolor.io.prefetch import WriteBehind
+
+    ran = []
+
+    def write(k):
+        if k == 3:
+            raise OSError("disk full")
+        ran.append(k)
+
+    with pytest.raises(OSError, match="disk full"):
+        with WriteBehind(depth=1) as behind:
+            for i in range(50):
+                behind.submit(write, i)
+                time.sleep(0.001)
+    assert ran == [0, 1, 2]  # nothing ran after the failure
+
+
+def test_write_behind_abandons_queued_calls_when_the_producer_fails():
+    from vidcolor.io.prefetch import WriteBehind
+
+    release, ran = threading.Event(), []
+    with pytest.raises(KeyboardInterrupt):
+        with WriteBehind(depth=4) as behind:
+            behind.submit(release.wait)  # the worker is busy until the producer has failed
+            for i in range(3):
+                behind.submit(ran.append, i)
+            threading.Timer(0.2, release.set).start()
+            raise KeyboardInterrupt
+    assert ran == []  # the output is discarded anyway: queued frames are not encoded

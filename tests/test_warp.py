@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+import vidcolor.engines.correlation as correlation
 import vidcolor.engines.devc.correspondence as correspondence
 from tolerance import F32_EPS, F64_EPS, assert_close, top_two_gap
 from vidcolor.engines.devc.correspondence import (
     ReferenceEmbedding,
     correlation_embedding,
     dense_warp,
-    hard_warp,
-    soft_warp,
+    chunked_warp,
     warp,
 )
 
@@ -33,7 +33,7 @@ def assert_same_warp(warped, expected, similarity, frames, reference, temperatur
     scores = frames.transpose(1, 2) @ reference.features.to(frames.dtype)  # (B, N, M)
     gap = top_two_gap(scores.flatten(0, 1)).view(similarity.shape)
     # Beyond the underflow gap plus the cosines' rounding, the softmax is one-hot either way.
-    decided = gap > correspondence._softmax_cutoff(temperature, frames.dtype) + 2 * tol
+    decided = gap > correlation.softmax_cutoff(temperature, frames.dtype) + 2 * tol
     assert decided.float().mean() > 0.95, "too many near-ties for a meaningful comparison"
     mask = decided[:, None].expand_as(warped)
     assert torch.equal(warped[mask], expected[mask])
@@ -61,7 +61,7 @@ def test_correlation_embedding_is_centred_and_unit_norm():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_hard_warp_equals_dense_softmax_at_inference_temperature(dtype):
     frames, reference = _embeddings(3, 32, dtype=dtype)
-    warped, similarity = hard_warp(frames, reference, 1e-10)
+    warped, similarity = chunked_warp(frames, reference, 1e-10)
     dense_warped, dense_similarity = dense_warp(frames, reference, 1e-10)
     tol = cosine_tol(32, dtype)
     assert_close(similarity, dense_similarity, tol)  # chunked vs (B, N, M) product
@@ -70,10 +70,10 @@ def test_hard_warp_equals_dense_softmax_at_inference_temperature(dtype):
 
 def test_chunks_do_not_change_the_result(monkeypatch):
     frames, reference = _embeddings(2, 16)
-    whole = hard_warp(frames, reference)
-    monkeypatch.setattr(correspondence, "CHUNK_ENTRIES", 5 * reference.colors.shape[1])  # 5 rows a chunk
-    assert correspondence._chunk_rows(reference.colors.shape[1]) == 5
-    chunked = hard_warp(frames, reference)
+    whole = chunked_warp(frames, reference)
+    monkeypatch.setattr(correlation, "CPU_CHUNK_ENTRIES", 2 * 5 * reference.colors.shape[1])  # 5 rows a chunk
+    assert correlation.chunk_rows(2, reference.colors.shape[1], frames) == 5
+    chunked = chunked_warp(frames, reference)
     tol = cosine_tol(16, torch.float64)
     # The matrix product's summation order may depend on its shape: ulps only.
     assert_close(whole[1], chunked[1], tol)
@@ -92,7 +92,7 @@ def test_exact_ties_split_evenly_like_the_official_softmax():
     phi[:, twin] = phi[:, best[0]]
     colors[:, twin] = colors[:, best[0]] + 10.0
     tied = ReferenceEmbedding(phi, colors, reference.grid)
-    warped, _ = hard_warp(frames, tied, 1e-10)
+    warped, _ = chunked_warp(frames, tied, 1e-10)
     dense, _ = dense_warp(frames, tied, 1e-10)
     torch.testing.assert_close(warped, dense, rtol=0, atol=1e-12)
     expected = (colors[:, best[0]] + colors[:, twin]) / 2
@@ -108,7 +108,7 @@ def test_near_ties_below_the_underflow_gap_are_soft_like_the_official():
     colors = torch.tensor([[0.0, 100.0, 50.0], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64)
     reference = ReferenceEmbedding(phi, colors, (1, 3))
     frames = torch.tensor([[[1.0], [0.0]]], dtype=torch.float64)  # one frame position
-    warped, similarity = hard_warp(frames, reference, 1e-10)
+    warped, similarity = chunked_warp(frames, reference, 1e-10)
     dense, dense_similarity = dense_warp(frames, reference, 1e-10)
     torch.testing.assert_close(warped, dense, rtol=0, atol=1e-12)
     weight = np.exp(-2.0) / (1 + np.exp(-2.0))
@@ -119,7 +119,7 @@ def test_near_ties_below_the_underflow_gap_are_soft_like_the_official():
 @pytest.mark.parametrize("temperature", [0.01, 0.1, 1.0])
 def test_soft_warp_equals_dense_softmax(temperature):
     frames, reference = _embeddings(2, 32, seed=3)
-    warped, similarity = soft_warp(frames, reference, temperature)
+    warped, similarity = chunked_warp(frames, reference, temperature)
     dense_warped, dense_similarity = dense_warp(frames, reference, temperature)
     torch.testing.assert_close(warped, dense_warped, rtol=0, atol=1e-6)
     torch.testing.assert_close(similarity, dense_similarity, rtol=0, atol=1e-12)
@@ -129,7 +129,7 @@ def test_soft_warp_float32_close_to_float64():
     # float32 cosines carry ~6e-8 of rounding, x 1/T = 100 in the logits: ~1e-5 relative weights.
     frames, reference = _embeddings(2, 32, seed=4)
     single = ReferenceEmbedding(reference.features.float(), reference.colors.float(), reference.grid)
-    warped, _ = soft_warp(frames.float(), single, 0.01)
+    warped, _ = chunked_warp(frames.float(), single, 0.01)
     dense_warped, _ = dense_warp(frames, reference, 0.01)
     torch.testing.assert_close(warped.double(), dense_warped, rtol=0, atol=2e-3)
 
@@ -137,14 +137,14 @@ def test_soft_warp_float32_close_to_float64():
 def test_warp_upsamples_nearest_by_four_and_picks_the_path():
     frames, reference = _embeddings(2, 16)
     warped, similarity = warp(frames, reference, 1e-10)
-    flat_warped, flat_similarity = hard_warp(frames, reference, 1e-10)
+    flat_warped, flat_similarity = chunked_warp(frames, reference, 1e-10)
     assert warped.shape == (2, 3, 48, 64) and similarity.shape == (2, 1, 48, 64)
     grid_warped = flat_warped.view(2, 3, *GRID)
     assert torch.equal(warped[:, :, ::4, ::4], grid_warped)
     assert torch.equal(warped[:, :, 3::4, 2::4], grid_warped)
     assert torch.equal(similarity[:, 0, 1::4, 3::4], flat_similarity.view(2, *GRID))
     soft, _ = warp(frames, reference, 0.01)
-    torch.testing.assert_close(soft[:, :, ::4, ::4], soft_warp(frames, reference, 0.01)[0].view(2, 3, *GRID))
+    torch.testing.assert_close(soft[:, :, ::4, ::4], chunked_warp(frames, reference, 0.01)[0].view(2, 3, *GRID))
     with pytest.raises(ValueError, match="temperature"):
         warp(frames, reference, 0.0)
     with pytest.raises(ValueError, match="share a size"):
@@ -180,7 +180,7 @@ def test_hard_warp_memory_stays_bounded_by_the_chunk():
     # N = 64 x 128 = 8192 positions: a dense float32 correlation would be 256 MiB (x3 with the
     # official's f / T and softmax copies); a chunk is 16 MiB.
     frames, reference = _embeddings(1, 64, grid=(64, 128), dtype=torch.float32, seed=5)
-    growth = _peak_rss_growth(lambda: hard_warp(frames, reference))
+    growth = _peak_rss_growth(lambda: chunked_warp(frames, reference))
     if growth is None:
         pytest.skip("peak RSS cannot be reset on this OS")
     dense_bytes = 8192 * 8192 * 4
@@ -188,7 +188,7 @@ def test_hard_warp_memory_stays_bounded_by_the_chunk():
 
 
 def test_row_max_argmax_equals_torch_max_with_first_index_on_ties():
-    from vidcolor.engines.devc.correspondence import row_max_argmax
+    from vidcolor.engines.correlation import row_max_argmax
 
     corr = torch.randn(50, 6 * 7)
     corr[3, [5, 30]] = 10.0  # tie across reference rows: the first wins

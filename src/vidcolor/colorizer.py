@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vidcolor.pipeline import loop
-from vidcolor.devices import resolve_device, resolve_precision
+from vidcolor.devices import configure_cuda, resolve_device, resolve_precision
 from vidcolor.errors import (
     OptionError,
     ProcessingError,
@@ -30,7 +30,7 @@ from vidcolor.errors import (
 )
 from vidcolor.options import ENGINES, MODES, PRESETS
 from vidcolor.io.frame import Frame
-from vidcolor.io.prefetch import prefetch
+from vidcolor.io.prefetch import WriteBehind, prefetch
 from vidcolor.pipeline.presets import check_size, make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
@@ -161,7 +161,10 @@ class Colorizer:
         self.dtype, self.autocast = resolve_precision(precision, self.device)
         self.precision = precision
         self.notify = notify or (lambda message: None)
+        self._device_chosen = device != "auto"
         self.engine = self._build_engine(engine, Path(weights_dir) if weights_dir else None)
+        self.device = self.engine.device
+        configure_cuda(self.device)
 
     def _build_engine(self, name: str, weights_dir: Path | None):
         from vidcolor.weights import cache
@@ -181,7 +184,9 @@ class Colorizer:
                 )
             from vidcolor.engines.classic.engine import ClassicEngine
 
-            return ClassicEngine(device=self.device, dtype=self.dtype)
+            # Its colorization step runs numpy on the host: under --device auto it stays there.
+            device = self.device if self._device_chosen else torch.device("cpu")
+            return ClassicEngine(device=device, dtype=self.dtype)
         from vidcolor.engines.devc.engine import DevcEngine
 
         return DevcEngine.from_directory(directory, device=self.device, dtype=self.dtype,
@@ -274,7 +279,7 @@ class Colorizer:
                                  preset=job.preset, mode=job.mode, device=str(self.device),
                                  precision=precision_name(self.dtype, self.autocast),
                                  input_probe=probe_dict(info))
-            times = loop.StageTimes()
+            times = stage_times(self.device, job.report is not None)
             started = time.perf_counter()
             timestamps = self._encode(job, clip, summary, times)
             summary.frames = len(summary.confidence)
@@ -309,7 +314,6 @@ class Colorizer:
         """The frame loop: decode ahead, colorize, write output (and preview); returns each
         written frame's time. A failure or a signal aborts every writer (nothing at the target)."""
         from vidcolor.io import writer
-        from vidcolor.io.preview import side_by_side
         from vidcolor.progress import frame_progress
 
         info = clip.info
@@ -332,14 +336,13 @@ class Colorizer:
             decoded = stack.enter_context(closing(prefetch(
                 clip.frames(start=job.start, duration=job.duration, max_frames=job.max_frames),
                 depth=job.batch_size)))
+            # Encoded behind in a thread; closed first (every queued frame written or, on a
+            # failure, dropped) before the writers are finished or aborted.
+            encoder = stack.enter_context(WriteBehind(depth=job.batch_size))
             for result in self._stream(decoded, (info.height, info.width), job.ref,
                                        mode=job.mode, preset=job.preset, size=job.size,
                                        batch_size=job.batch_size, times=times):
-                t = time.perf_counter()
-                out.write(result.rgb, result.source)
-                if preview is not None:
-                    preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
-                times.add("encode", t)
+                encoder.submit(write_result, out, preview, result, times)
                 summary.confidence.append(result.confidence)
                 timestamps.append(frame_time(result.source, info))
                 bar.advance()
@@ -398,6 +401,22 @@ def open_output(dst: Path, info: Any, src: Path, *, preset: str, codec: str, crf
     return writer.open_writer(dst, info if keep_luma else square, src_path=src, codec=codec,
                               crf=crf, overwrite=overwrite, keep_luma=keep_luma, trimmed=trimmed,
                               drop_unsupported_streams=drop_unsupported_streams)
+def write_result(out, preview, result: loop.ColorizedFrame, times: loop.StageTimes) -> None:
+    """Encode one result (and its side-by-side preview); runs in the encode thread."""
+    from vidcolor.io.preview import side_by_side
+
+    t = time.perf_counter()
+    out.write(result.rgb, result.source)
+    if preview is not None:
+        preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
+    times.add("encode", t)
+
+
+def stage_times(device: torch.device, report: bool) -> loop.StageTimes:
+    """Per-stage timings; synchronised on a GPU only when a report asks for them."""
+    if device.type == "cuda" and report:
+        return loop.StageTimes(synchronize=lambda: torch.cuda.synchronize(device))
+    return loop.StageTimes()
 
 
 def precision_name(dtype: torch.dtype, autocast: torch.dtype | None) -> str:

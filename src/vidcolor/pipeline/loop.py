@@ -2,32 +2,43 @@
 
 The frame side of the correspondence does not depend on the previous output, so it runs
 batched over ``batch_size`` frames; only ``engine.step`` (the colorization) is sequential, and
-its state is passed explicitly (DESIGN.md, Data path).
+its state is passed explicitly (DESIGN.md, Data path). Post-processing overlaps the next
+batch in a worker thread.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from vidcolor.engines.base import Engine
 from vidcolor.io.frame import Frame
+from vidcolor.pipeline.transfer import HostCopy, to_device, to_host
 
 DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage, summed over the run (for --report)."""
+    """Seconds spent per stage, summed over the run (for --report).
+
+    ``synchronize``: called before each reading of the clock, e.g. ``torch.cuda.synchronize``
+    so that a GPU stage is charged with its own work, not queued (only when timings are asked
+    for: it makes the host wait).
+    """
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    synchronize: Callable[[], None] | None = None
 
     def add(self, stage: str, since: float) -> float:
+        if self.synchronize is not None:
+            self.synchronize()
         now = time.perf_counter()
         self.seconds[stage] += now - since
         return now
@@ -58,32 +69,56 @@ def colorize_stream(engine: Engine, preset: Any, frames: Iterable[Frame], refere
                     times: StageTimes | None = None) -> Iterator[ColorizedFrame]:
     """Colorize ``frames`` against ``reference`` (HxWx3 RGB), yielding each result in order.
 
-    Memory stays flat with video length: at most ``batch_size`` frames are held. Inference
-    mode is entered around the engine's work only, never held across a ``yield``: the caller's
-    loop body (and another generator interleaved with this one) runs in its own mode.
+    Memory stays flat with video length: at most two batches of frames are held. The engine
+    runs here; each frame's post-processing (``preset.finish``: chroma upsampling, smoothing,
+    Lab -> RGB, on the host) runs in a worker thread while the engine computes the next
+    batch, so results come out one batch behind. On a GPU nothing here waits for the device
+    but one read of the batch's confidence means and the host copies of its outputs.
+    Inference mode is entered around the engine's work only, never held across a ``yield``:
+    the caller's loop body (and another generator interleaved with this one) runs in its own
+    mode.
     """
     times = times or StageTimes()
-    to_engine = {"device": engine.device, "dtype": engine.dtype}
+    device, dtype = engine.device, engine.dtype
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="vidcolor-post") as post:
+        t = time.perf_counter()
+        with torch.inference_mode():
+            ref = engine.prepare_reference(to_device(preset.prepare_reference(reference), device, dtype))
+            state = engine.initial_state(ref, propagate)
+        t = times.add("reference", t)
+        for batch in batched(frames, batch_size):
+            t = times.add("decode", t)
+            with torch.inference_mode():
+                prepared = [preset.prepare(frame.rgb) for frame in batch]
+                labs_host = torch.cat([lab for lab, _ in prepared])
+                labs = to_device(labs_host, device, dtype)
+                t = times.add("preprocess", t)
+                corr = engine.correspond(labs[:, :1], ref)
+                # One mean per frame, read back once for the whole batch (after its steps).
+                means = corr.confidence.float().flatten(1).mean(dim=1)
+                t = times.add("correspondence", t)
+                outputs = []
+                for i in range(len(batch)):
+                    ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
+                    outputs.append(to_host(ab))
+                confidences = means.tolist()
+            t = times.add("colorization", t)
+            for i, frame in enumerate(batch):
+                pending.append(post.submit(_finish, engine, preset, outputs[i], labs_host[i : i + 1],
+                                           prepared[i][1], frame, confidences[i], times))
+            while len(pending) > len(batch):  # the previous batch, finished meanwhile
+                yield pending.popleft().result()
+            t = time.perf_counter()  # the consumer's time (encoding) is not ours
+        while pending:
+            yield pending.popleft().result()
+
+
+def _finish(engine: Engine, preset: Any, ab: HostCopy, lab_host: torch.Tensor, context: Any,
+            frame: Frame, confidence: float, times: StageTimes) -> ColorizedFrame:
+    """Post-processing of one frame, in the worker thread (host tensors only)."""
     t = time.perf_counter()
     with torch.inference_mode():
-        ref_lab = preset.prepare_reference(reference).to(**to_engine)
-        ref = engine.prepare_reference(ref_lab)
-        state = engine.initial_state(ref, propagate)
-    t = times.add("reference", t)
-    for batch in batched(frames, batch_size):
-        t = times.add("decode", t)
-        with torch.inference_mode():
-            prepared = [preset.prepare(frame.rgb) for frame in batch]
-            labs = torch.cat([lab for lab, _ in prepared]).to(**to_engine)
-            t = times.add("preprocess", t)
-            corr = engine.correspond(labs[:, :1], ref)
-        t = times.add("correspondence", t)
-        for i, frame in enumerate(batch):
-            with torch.inference_mode():
-                ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
-                t = times.add("colorization", t)
-                rgb = preset.finish(engine, ab, labs[i : i + 1], prepared[i][1], frame.rgb)
-                confidence = float(corr.confidence[i].float().mean())
-            t = times.add("postprocess", t)
-            yield ColorizedFrame(frame, rgb, confidence)
-            t = time.perf_counter()  # the consumer's time (encoding) is not ours
+        rgb = preset.finish(engine, ab.get(), lab_host, context, frame.rgb)
+    times.add("postprocess", t)
+    return ColorizedFrame(frame, rgb, confidence)

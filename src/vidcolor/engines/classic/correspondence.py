@@ -5,7 +5,7 @@ positions of its own image, each position is L2-normalised over channels (+2.22e
 correlation is the cosine matrix f = θᵀφ, the confidence is the max over reference positions
 of the raw cosine, and the warp is softmax(f / T) times the reference colours, which at the
 official T = 1e-10 is a plain argmax copy. The N x M matrix is never stored whole: rows are
-processed ``chunk`` frame positions at a time.
+processed ``chunk`` frame positions at a time (the shared ``engines/correlation.py``).
 
 Beyond the paper: ``refine_matches`` sharpens an argmax field found on a coarse grid by local
 search on a finer one (coarse to fine, with PatchMatch-style propagation), which costs far
@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import torch
 
-# feature_normalize's epsilon in the official code (utils/util.py:155-158, REFERENCE.md §4).
-from vidcolor.color.official import FEATURE_NORM_EPSILON as NORMALIZE_EPSILON
-# Bytes of similarity matrix held at once (one chunk of rows).
-CHUNK_BYTES = 64 * 2**20
+from vidcolor.engines.correlation import centred_cosine, correlate_and_warp
 
 
 def centre_and_normalize(features: torch.Tensor, axes: torch.Tensor | None = None
@@ -28,13 +25,9 @@ def centre_and_normalize(features: torch.Tensor, axes: torch.Tensor | None = Non
 
     With ``axes`` (C, k), the centred features are first projected onto them (k < C
     principal axes: the cosine keeps most of its information at a fraction of the cost).
+    The shared ``engines.correlation.centred_cosine``.
     """
-    if features.ndim != 3:
-        raise ValueError(f"centre_and_normalize: expected (B, C, N), got {tuple(features.shape)}")
-    centred = features - features.mean(dim=2, keepdim=True)
-    if axes is not None:
-        centred = torch.einsum("ck,bcn->bkn", axes, centred)
-    return centred / (centred.norm(dim=1, keepdim=True) + NORMALIZE_EPSILON)
+    return centred_cosine(features, axes)
 
 
 def principal_axes(features: torch.Tensor, dims: int) -> torch.Tensor:
@@ -54,36 +47,11 @@ def match(frame_features: torch.Tensor, ref_features: torch.Tensor, ref_colors: 
     :func:`centre_and_normalize`; ``ref_colors`` (K, M). Returns ``warped`` (B, K, N) and
     ``confidence`` (B, N), the max cosine (paper Eq. 5). ``temperature`` None or 0 gives the
     argmax warp (the official inference limit, T = 1e-10); a positive value the softmax warp.
+    The shared ``engines.correlation.correlate_and_warp``; ``chunk``: frame positions per
+    chunk (default: sized by the device's memory).
     """
-    if frame_features.ndim != 3 or ref_features.ndim != 2 or ref_colors.ndim != 2:
-        raise ValueError(
-            f"match: expected frame (B, C, N), reference (C, M), colours (K, M); got "
-            f"{tuple(frame_features.shape)}, {tuple(ref_features.shape)}, {tuple(ref_colors.shape)}"
-        )
-    batch, channels, positions = frame_features.shape
-    if ref_features.shape[0] != channels or ref_colors.shape[1] != ref_features.shape[1]:
-        raise ValueError(
-            f"match: channel or position counts disagree: frame {tuple(frame_features.shape)}, "
-            f"reference {tuple(ref_features.shape)}, colours {tuple(ref_colors.shape)}"
-        )
-    ref_positions = ref_features.shape[1]
-    if chunk is None:
-        bytes_per_row = batch * ref_positions * frame_features.element_size()
-        chunk = max(1, CHUNK_BYTES // max(1, bytes_per_row))
-    colors_t = ref_colors.t().to(frame_features.dtype)  # (M, K)
-    warped = frame_features.new_empty(batch, ref_colors.shape[0], positions)
-    confidence = frame_features.new_empty(batch, positions)
-    for start in range(0, positions, chunk):
-        stop = min(positions, start + chunk)
-        similarity = torch.einsum("bcn,cm->bnm", frame_features[:, :, start:stop], ref_features)
-        best, index = similarity.max(dim=2)
-        confidence[:, start:stop] = best
-        if not temperature:
-            warped[:, :, start:stop] = colors_t[index].permute(0, 2, 1)
-        else:
-            weights = torch.softmax(similarity / temperature, dim=2)
-            warped[:, :, start:stop] = (weights @ colors_t).permute(0, 2, 1)
-    return warped, confidence
+    return correlate_and_warp(frame_features, ref_features, ref_colors, temperature or None,
+                              rows=chunk)
 
 
 def _shift_field(field: torch.Tensor, rows: int, cols: int) -> torch.Tensor:

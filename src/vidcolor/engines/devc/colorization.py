@@ -176,4 +176,6 @@ class ColorVidNet(nn.Module):
         x = instance_norm(self.dec8(x, skip3))
         x = instance_norm(self.dec9(x, skip2))
         x = self.dec10(x, skip1, last_negative_slope=OUTPUT_LEAKY_SLOPE)
-        return (torch.tanh(self.head(x)) * AB_OUTPUT_SCALE).contiguous()
+        # The head may be kept in float32 when the rest runs in bfloat16 (the ab it returns
+        # would otherwise carry bf16's 1/256 relative rounding into the recurrence).
+        return (torch.tanh(self.head(x.to(self.head.weight.dtype))) * AB_OUTPUT_SCALE).contiguous()

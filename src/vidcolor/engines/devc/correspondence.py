@@ -8,12 +8,12 @@ temperature T, and the confidence is its raw maximum.
 
 Split in two for speed, with identical outputs: the reference side depends only on the
 reference, so it is computed once (:class:`ReferenceEmbedding`); the frame side runs batched.
-The warp never builds the N x N matrix: it works on chunks of frame positions.
+The correlation and the warp themselves are the shared ``engines/correlation.py`` (the classic
+engine uses the same): they never build the N x N matrix.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -21,19 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolor.color.official import FEATURE_NORM_EPSILON
+from vidcolor.engines.correlation import centred_cosine, correlate_and_warp, dense_correlate_and_warp
 from vidcolor.engines.devc.layers import instance_norm
 
 POOLED_COLOR_STRIDE = 4  # reference Lab is avg-pooled 4x4 to the feature grid
 UPSAMPLE_TO_NETWORK = 4  # warp and similarity: nearest x4 from the feature grid
 INFERENCE_TEMPERATURE = 1e-10  # test.py:94: the softmax is numerically an argmax
 TRAINING_TEMPERATURE = 0.01  # FrameColor.py:52, exercised by the golden data
-# Below this temperature the warp takes the hard path (max/argmax + exact near-ties); above
-# it, a chunked softmax (weights are genuinely soft there). Both equal the dense formulation.
-HARD_WARP_MAX_TEMPERATURE = 1e-6
-# Frame positions per chunk are chosen so one chunk of the correlation holds about this many
-# entries (4 Mi entries = 16 MiB in float32), whatever the reference size.
-CHUNK_ENTRIES = 1 << 22
 
 
 def reflect_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -151,105 +145,20 @@ class CorrespondenceNet(nn.Module):
 
 
 def correlation_embedding(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) -> (B, C, N): centre each channel over positions, L2-normalise positions.
-
-    Half-precision inputs (autocast) are promoted: the argmax must not see bf16 rounding.
-    """
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    flat = x.flatten(2)
-    flat = flat - flat.mean(dim=2, keepdim=True)
-    return flat / (torch.linalg.vector_norm(flat, dim=1, keepdim=True) + FEATURE_NORM_EPSILON)
+    """(B, C, h, w) -> (B, C, N): the shared centred cosine embedding (half precision promoted)."""
+    return centred_cosine(x.flatten(2))
 
 
-def _chunk_rows(num_reference: int) -> int:
-    return max(1, CHUNK_ENTRIES // max(1, num_reference))
+def chunked_warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float = INFERENCE_TEMPERATURE,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warped Lab (B, 3, N) and similarity (B, N) on the feature grid, frames (B, C, N).
 
-
-def _softmax_cutoff(temperature: float, dtype: torch.dtype) -> float:
-    """Cosine gap beyond which a softmax weight at ``temperature`` is exactly 0 in ``dtype``.
-
-    exp(-g / T) underflows to 0 below the smallest subnormal, ``tiny * eps``; 1% margin.
-    """
-    info = torch.finfo(dtype)
-    return 1.01 * temperature * -(math.log(info.tiny) + math.log(info.eps))
-
-
-def row_max_argmax(corr: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``corr.max(dim=1)`` for (Q, M = h * w) rows, first index on ties, in two cheap passes.
-
-    torch's max-with-indices kernel is ~10x slower on CPU than a plain max reduction, so the
-    maximum of each reference row (``amax``) is found first, then the first reference row
-    holding the overall maximum, then the argmax inside that row only.
-    """
-    rows_of_reference = corr.view(corr.shape[0], *grid)  # (Q, h, w)
-    row_max = rows_of_reference.amax(dim=2)  # (Q, h)
-    best, best_row = row_max.max(dim=1)  # small: Q x h
-    within = rows_of_reference[torch.arange(corr.shape[0], device=corr.device), best_row]  # (Q, w)
-    return best, best_row * grid[1] + within.argmax(dim=1)
-
-
-def hard_warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float = INFERENCE_TEMPERATURE,
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact warp at a near-zero temperature without the N x N matrix.
-
-    frames: (B, C, N) embeddings. Returns warped Lab (B, 3, N) and similarity (B, N).
-    For each chunk of frame positions: the max and argmax over reference positions; a
-    position whose softmax is one-hot in this dtype copies the pooled color of its argmax,
-    which is exactly what ``softmax(f / T) @ colors`` gives (weights are exactly 1 and 0).
-    Positions with a competitor within the underflow gap (exact ties, which the official
-    softmax splits evenly, or gaps below ~1e-8) get the dense softmax for their row only.
-    """
-    batch, _, num_frame = frames.shape
-    colors = reference.colors.to(frames.dtype)  # (3, M)
-    phi = reference.features.to(frames.dtype)  # (C, M)
-    warped = frames.new_empty(batch, colors.shape[0], num_frame)
-    similarity = frames.new_empty(batch, num_frame)
-    cutoff = _softmax_cutoff(temperature, frames.dtype)
-    rows = _chunk_rows(phi.shape[1])
-    for b in range(batch):
-        for start in range(0, num_frame, rows):
-            stop = min(start + rows, num_frame)
-            corr = frames[b, :, start:stop].transpose(0, 1) @ phi  # (Q, M) cosines
-            best, best_index = row_max_argmax(corr, reference.grid)
-            similarity[b, start:stop] = best
-            warped[b, :, start:stop] = colors[:, best_index]
-            # Runner-up per row, in place (no second Q x M buffer): knock the winner out.
-            winner = corr.gather(1, best_index.unsqueeze(1))
-            corr.scatter_(1, best_index.unsqueeze(1), float("-inf"))
-            runner_up = corr.amax(dim=1)
-            tied = torch.nonzero(runner_up >= best - cutoff).flatten()
-            if tied.numel():
-                corr.scatter_(1, best_index.unsqueeze(1), winner)  # restore before the dense rows
-                weights = torch.softmax(corr[tied] / temperature, dim=1)
-                warped[b, :, start + tied] = (weights @ colors.transpose(0, 1)).transpose(0, 1)
-            del corr  # free this chunk before the next one is allocated
-    return warped, similarity
-
-
-def soft_warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float,
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Warp at a finite temperature, chunk by chunk: each row is the dense softmax's row.
-
-    Not ``F.scaled_dot_product_attention``: with value width 3 against key width 256 it has no
+    Exact (the dense softmax's rows) at any temperature, chunk by chunk. Not
+    ``F.scaled_dot_product_attention``: with value width 3 against key width 256 it has no
     fused CPU kernel and falls back to materialising N x N (measured: 243 MiB at 432x768, and
     slower than this). The chunks also give the similarity (row max) for free.
     """
-    colors = reference.colors.to(frames.dtype).transpose(0, 1)  # (M, 3)
-    phi = reference.features.to(frames.dtype)
-    batch, _, num_frame = frames.shape
-    warped = frames.new_empty(batch, colors.shape[1], num_frame)
-    similarity = frames.new_empty(batch, num_frame)
-    rows = _chunk_rows(phi.shape[1])
-    for b in range(batch):
-        for start in range(0, num_frame, rows):
-            stop = min(start + rows, num_frame)
-            corr = frames[b, :, start:stop].transpose(0, 1) @ phi
-            similarity[b, start:stop] = corr.amax(dim=1)
-            weights = torch.softmax(corr.div_(temperature), dim=1)
-            warped[b, :, start:stop] = (weights @ colors).transpose(0, 1)
-            del corr, weights
-    return warped, similarity
+    return correlate_and_warp(frames, reference.features, reference.colors, temperature, grid=reference.grid)
 
 
 def warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float = INFERENCE_TEMPERATURE,
@@ -262,10 +171,7 @@ def warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float
             f"warp: frames have {frames.shape[-1]} feature positions, the reference grid "
             f"{reference.grid} has {reference.colors.shape[-1]}: frames and reference must share a size"
         )
-    if temperature <= HARD_WARP_MAX_TEMPERATURE:
-        warped, similarity = hard_warp(frames, reference, temperature)
-    else:
-        warped, similarity = soft_warp(frames, reference, temperature)
+    warped, similarity = chunked_warp(frames, reference, temperature)
     return _grid_to_network(warped, reference.grid), _grid_to_network(similarity, reference.grid)
 
 
@@ -277,8 +183,4 @@ def _grid_to_network(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
 def dense_warp(frames: torch.Tensor, reference: ReferenceEmbedding, temperature: float,
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official formulation (full N x N correlation and softmax); for tests and benches."""
-    corr = frames.transpose(1, 2) @ reference.features.to(frames.dtype)  # (B, N, M)
-    similarity = corr.max(dim=-1).values
-    weights = torch.softmax(corr / temperature, dim=-1)
-    warped = (weights @ reference.colors.to(frames.dtype).transpose(0, 1)).transpose(1, 2)
-    return warped, similarity
+    return dense_correlate_and_warp(frames, reference.features, reference.colors, temperature)

@@ -1,8 +1,8 @@
 """Small fused building blocks shared by the three subnets, exact and faster on CPU.
 
-On CPU in float32 every convolution goes through oneDNN anyway; its fused post-ops apply the
-ReLU (or add a tensor, then ReLU) while the output is still in cache, saving one full pass over
-each activation, with the same results as conv then ReLU (tested). Elsewhere
+On CPU in float32 and bfloat16 every convolution goes through oneDNN anyway; its fused post-ops
+apply the ReLU (or add a tensor, then ReLU) while the output is still in cache, saving one full
+pass over each activation, with the same results as conv then ReLU (tested). Elsewhere
 (CUDA, float64, autocast) the plain eager ops run.
 """
 
@@ -20,12 +20,15 @@ _MKLDNN_POINTWISE = (getattr(getattr(torch.ops, "mkldnn", None), "_convolution_p
                      if torch.backends.mkldnn.is_available() else None)
 
 
+FUSED_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def _can_fuse(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (
         _MKLDNN_POINTWISE is not None
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and conv.weight.dtype == torch.float32
+        and x.dtype in FUSED_DTYPES
+        and conv.weight.dtype == x.dtype
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
         and not torch.is_autocast_enabled("cpu")
@@ -51,7 +54,8 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor, negative_slope: float = 0.0) -> 
 
 def conv_add_relu(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``relu(conv(x) + other)``: a decoder stage's skip branch plus its upsampled branch."""
-    if _can_fuse(conv, x) and other.dtype == torch.float32:
+    # float32 only: torch's fallback of the fused binary op has no bf16 add_relu (torch 2.14).
+    if _can_fuse(conv, x) and x.dtype == other.dtype == torch.float32:
         return _MKLDNN_POINTWISE.binary(x, other, conv.weight, conv.bias, *_conv_args(conv),
                                         "add", None, "relu", [], "")
     return F.relu(conv(x) + other, inplace=True)
@@ -70,8 +74,31 @@ def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
-    """InstanceNorm2d(affine=False): per image and channel, biased variance, eps 1e-5."""
+    """InstanceNorm2d(affine=False): per image and channel, biased variance, eps 1e-5.
+
+    Half-precision input: statistics in float32 and one rounding of the output
+    (:func:`_half_instance_norm`).
+    """
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return _half_instance_norm(x)
     return F.instance_norm(x, eps=INSTANCE_NORM_EPS)
+
+
+def _half_instance_norm(x: torch.Tensor) -> torch.Tensor:
+    """Instance norm of bf16/fp16 ``x`` with float32 mean and variance, output in x's dtype.
+
+    ATen's own bf16 kernel is off by up to ~3 output ulps (it works in bf16 past the
+    statistics) and returns NCHW for channels_last input. Here the statistics are float32
+    reductions read straight from ``x`` (no float32 copy), and batch norm in eval mode applies
+    them per image (the layout is kept).
+    """
+    count = x.shape[-2] * x.shape[-1]
+    mean = x.mean(dim=(2, 3), dtype=torch.float32)
+    mean_square = torch.linalg.vector_norm(x, dim=(2, 3), dtype=torch.float32).square_().div_(count)
+    variance = (mean_square - mean * mean).clamp_min_(0.0)  # biased, as InstanceNorm2d
+    images = [F.batch_norm(x[b : b + 1], mean[b], variance[b], training=False, eps=INSTANCE_NORM_EPS)
+              for b in range(x.shape[0])]
+    return images[0] if len(images) == 1 else torch.cat(images)
 
 
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) offsets of a x2 upsampling's outputs
