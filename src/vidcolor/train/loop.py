@@ -384,6 +384,9 @@ def train(config: TrainConfig, *, device: str = "auto", precision: str = "auto",
     check_config(config)
     torch_device = resolve_device(device)
     dtype, autocast_dtype = resolve_precision(precision, torch_device)
+    if autocast_dtype == torch.float16:  # fp16 gradients underflow without loss scaling
+        raise OptionError("--precision float16 is not supported for training; use bfloat16 (same speed on "
+                          "recent GPUs, no loss scaling needed) or float32")
     group = distributed.init_process_group(torch_device)
     try:
         if group.distributed and torch_device.type == "cuda":
