@@ -130,3 +130,25 @@ def test_bad_options_are_one_line_errors(tmp_path, args, message):
 def test_missing_weights_are_named(data_dir, tmp_path):
     result = invoke("--data", str(data_dir), "--out", str(tmp_path / "run"), "--crop", "64x128", "--workers", "0")
     assert result.exit_code == 2 and "vidcolor download-weights" in result.output
+
+
+def test_ctrl_c_checkpoints_the_last_finished_step(devc_weights, data_dir, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "vidcolor", "train", "--data", str(data_dir), "--out", str(run),
+               "--steps", "1000", "--batch-size", "1", "--crop", "64x128", "--workers", "0", "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 600
+    while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "checkpoint written" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    steps = len(log.read_text().splitlines())
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == steps >= 1

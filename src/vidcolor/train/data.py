@@ -13,6 +13,7 @@ one process, N processes (torchrun) and a resumed run train on identical batches
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -166,6 +167,25 @@ def prepare(data: Path, cache: Path, crop: tuple[int, int], max_frames: int | No
     ``on_source(path, cached)`` is told about each source before it is (or is not) prepared.
     """
     videos, stills = scan_data(data)
+    with _single_thread():
+        return _prepare_all(videos, stills, cache, crop, max_frames, on_source)
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """One torch thread while preparing: some kernels round differently (1 ulp) with the thread
+    count, and a torchrun worker runs with fewer threads than a lone process; the cache must be
+    the same bytes for both, or one process and N would train on slightly different flows."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _prepare_all(videos: list[Path], stills: list[Path], cache: Path, crop: tuple[int, int],
+                 max_frames: int | None, on_source) -> list[CachedSource]:
     sources = []
     for path in videos + stills:
         target = Path(cache) / f"{path.stem}-{_cache_key(path, crop, max_frames)}"
