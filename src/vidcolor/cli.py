@@ -250,12 +250,12 @@ def train(
     steps: int = typer.Option(1000, min=1, help="Train up to this step (with --resume: the new total)."),
     batch_size: int = typer.Option(2, min=1, help="GLOBAL batch (split over torchrun processes)."),
     lr: float = typer.Option(2e-4, help="Learning rate of the colorization subnet (paper: 2e-4)."),
-    lr_correspondence: Optional[float] = typer.Option(None, help="Correspondence subnet [default: --lr; "
-                                                      "the official code uses 1e-5]."),
-    lr_discriminator: Optional[float] = typer.Option(None, help="Discriminator [default: --lr]."),
+    lr_correspondence: Optional[float] = typer.Option(None, help="Correspondence subnet (default: --lr; "
+                                                      "the official code uses 1e-5)."),
+    lr_discriminator: Optional[float] = typer.Option(None, help="Discriminator (default: --lr)."),
     init: str = typer.Option("devc", help="devc (fine-tune the installed weights) | scratch."),
     weights_dir: Optional[Path] = typer.Option(None, help="Converted weights to start from "
-                                               "[default: the installed ones]; e.g. an earlier RUN/final."),
+                                               "(default: the installed ones), e.g. an earlier RUN/final."),
     loss_weights: Optional[str] = typer.Option(None, help="name=w,... over perceptual=0.001, contextual=0.2, "
                                                "smoothness=5, adversarial=0.2, temporal=0.02, l1=2."),
     adversarial_after: int = typer.Option(1000, min=0, help="Warm-up steps before the adversarial loss."),
