@@ -455,6 +455,50 @@ def info(
             typer.echo(json.dumps(report.to_dict(), indent=2))
         else:
             typer.echo("\n".join(machine_info.render_lines(report)))
+def train(
+    data: Path = typer.Option(..., "--data", help="Folder of color videos (and optionally still images)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, final/, cache/."),
+    steps: int = typer.Option(1000, min=1, help="Train up to this step (with --resume: the new total)."),
+    batch_size: int = typer.Option(2, min=1, help="GLOBAL batch (split over torchrun processes)."),
+    lr: float = typer.Option(2e-4, help="Learning rate of the colorization subnet (paper: 2e-4)."),
+    lr_correspondence: Optional[float] = typer.Option(None, help="Correspondence subnet (default: --lr; "
+                                                      "the official code uses 1e-5)."),
+    lr_discriminator: Optional[float] = typer.Option(None, help="Discriminator (default: --lr)."),
+    init: str = typer.Option("devc", help="devc (fine-tune the installed weights) | scratch."),
+    weights_dir: Optional[Path] = typer.Option(None, help="Converted weights to start from "
+                                               "(default: the installed ones), e.g. an earlier RUN/final."),
+    loss_weights: Optional[str] = typer.Option(None, help="name=w,... over perceptual=0.001, contextual=0.2, "
+                                               "smoothness=5, adversarial=0.2, temporal=0.02, l1=2."),
+    adversarial_after: int = typer.Option(1000, min=0, help="Warm-up steps before the adversarial loss."),
+    seed: int = typer.Option(0, help="Seed of the samples and of fresh weights."),
+    crop: str = typer.Option("216x384", help="Training crop HxW (the paper's 216x384)."),
+    checkpoint_every: int = typer.Option(500, min=1, help="Write a checkpoint every K steps."),
+    workers: int = typer.Option(2, min=0, help="Data loader worker processes per training process."),
+    frames_per_video: Optional[int] = typer.Option(None, min=2, help="Use at most N frames of each video."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (torchrun: one GPU per process)."),
+    precision: str = typer.Option("auto", help="auto | float32 | float64 | bfloat16 | float16 (CUDA autocast)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Train or fine-tune the devc networks with the paper's losses (also under torchrun)."""
+    from vidcolor.train.loop import TrainConfig, parse_crop, parse_loss_weights
+    from vidcolor.train.loop import train as run_training
+
+    with user_errors(debug):
+        crop_size = parse_crop(crop)
+        config = TrainConfig(
+            data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
+            lr_correspondence=lr if lr_correspondence is None else lr_correspondence,
+            lr_discriminator=lr if lr_discriminator is None else lr_discriminator, init=init,
+            loss_weights=parse_loss_weights(loss_weights), adversarial_after=adversarial_after, seed=seed,
+            crop=tuple(crop_size), checkpoint_every=checkpoint_every, workers=workers,
+            max_frames_per_video=frames_per_video, weights_dir=str(weights_dir) if weights_dir else None)
+        summary = run_training(config, device=device, precision=precision, resume=resume, quiet=quiet,
+                               notify=(lambda message: None) if quiet else echo_notice)
+        if not quiet and summary["final"] is not None:
+            typer.echo(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s "
+                       f"({summary['steps_per_second']:.3f} steps/s); weights in {summary['final']}")
 
 
 @app.command()

@@ -86,8 +86,14 @@ class UpsampleConv(nn.Conv2d):
         self._phase_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _phase_kernels(self) -> torch.Tensor:
-        """The four 2x2 kernels, recomputed only when the weight changes (frozen at inference)."""
+        """The four 2x2 kernels, recomputed only when the weight changes (frozen at inference).
+
+        While training (grad enabled on a trainable weight) they are rebuilt every call, inside
+        the graph, so the gradient reaches the 3x3 weight.
+        """
         weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return phase_kernels(weight)
         version = 0 if weight.is_inference() else weight._version  # inference tensors are immutable
         key = (weight.data_ptr(), version, weight.dtype, weight.device)
         if self._phase_cache is None or self._phase_cache[0] != key:

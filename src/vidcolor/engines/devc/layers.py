@@ -33,6 +33,8 @@ def _can_fuse(conv: nn.Conv2d, x: torch.Tensor) -> bool:
         and not isinstance(conv.padding, str)
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.enabled
+        # The fused op has no backward: training (a graph through x or the weight) runs eagerly.
+        and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
     )
 
 

@@ -1,0 +1,1 @@
+"""Training and fine-tuning of the devc networks with the paper's losses (``vidcolor train``)."""
