@@ -81,7 +81,7 @@ def _animation_frames(frames: int, size: tuple[int, int], seed: int) -> list[np.
     rng = np.random.default_rng(seed)
     h, w = size
     y, x = np.mgrid[0:h, 0:w]
-    background = np.array([70, 140, 200], np.uint8)
+    background = rng.integers(40, 220, 3).astype(np.uint8)
     shapes = [(rng.uniform(0.2, 0.8, 2), rng.uniform(0.1, 0.2), rng.integers(0, 255, 3))
               for _ in range(3)]
     out = []
@@ -89,7 +89,7 @@ def _animation_frames(frames: int, size: tuple[int, int], seed: int) -> list[np.
         drawing = i // 2
         frame = np.empty((h, w, 3), np.uint8)
         frame[:] = background
-        frame[int(h * 0.75):] = (90, 160, 60)  # ground
+        frame[int(h * 0.75):] = 255 - background  # ground
         for k, (centre, radius, color) in enumerate(shapes):
             cy = (centre[0] + 0.1 * np.sin(drawing * 0.9 + k)) * h
             cx = (centre[1] + 0.1 * drawing * (1 if k % 2 else -1)) % 1.0 * w
@@ -264,3 +264,43 @@ def score(truth: Sequence[TrueBoundary], detected: Sequence[tuple[int, str | Non
         scores.get(kind or CUT, scores[CUT]).false_positives += 1
         scores["all"].false_positives += 1
     return scores
+
+
+SCENES = ("coffee", "astronaut", "rocket", "chelsea", "immunohistochemistry", "retina")
+EFFECTS = (None, None, "fast_pan", "shake", "flash", "animation")
+
+
+def random_edit(seed: int, size: tuple[int, int] = (90, 160), shots: int = 8) -> Edit:
+    """A reproducible random edit: scenes (some recurring), camera moves, effects, and
+    transitions with dissolves of 8-32 frames and fades of 3-10 frames plus 1-8 black."""
+    rng = np.random.default_rng(seed)
+    specs, transitions = [], []
+    for index in range(shots):
+        effect = EFFECTS[rng.integers(len(EFFECTS))]
+        frames = int(rng.integers(20, 40))
+        centre0 = tuple(rng.uniform(0.35, 0.65, 2))
+        centre1 = tuple(np.clip(np.array(centre0) + rng.uniform(-0.1, 0.1, 2), 0.2, 0.8))
+        zoom0 = float(rng.uniform(1.0, 1.8))
+        zoom = (zoom0, float(np.clip(zoom0 + rng.uniform(-0.3, 0.3), 1.0, 2.2)))
+        if effect == "fast_pan":
+            centre0, centre1, zoom = (centre0[0], 0.15), (centre0[0], 0.85), (2.2, 2.2)
+        specs.append(ShotSpec(SCENES[rng.integers(len(SCENES))], frames, (centre0, centre1),
+                              zoom, effect))
+        if index:
+            kind = (CUT, CUT, DISSOLVE, FADE)[rng.integers(4)]
+            longest = min(specs[-2].frames, frames) - 4
+            if kind == DISSOLVE:
+                transitions.append(TransitionSpec(DISSOLVE, frames=int(min(longest,
+                                                                           rng.integers(8, 33)))))
+            elif kind == FADE:
+                transitions.append(TransitionSpec(FADE, frames=int(rng.integers(3, 11)),
+                                                  black=int(rng.integers(1, 9))))
+            else:
+                transitions.append(TransitionSpec(CUT))
+    # Consecutive shots of one scene would be one shot: give the later one another scene.
+    for index in range(1, shots):
+        if specs[index].scene == specs[index - 1].scene and specs[index].effect != "animation":
+            other = SCENES[(SCENES.index(specs[index].scene) + 1) % len(SCENES)]
+            specs[index] = ShotSpec(other, *[getattr(specs[index], f)
+                                             for f in ("frames", "centre", "zoom", "effect")])
+    return make_edit(specs, transitions, size, seed)

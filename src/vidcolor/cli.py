@@ -175,6 +175,39 @@ def print_batch_table(outcome) -> None:
     stderr_console().print(table)
 
 
+@app.command("shots")
+def shots_command(
+    input: Path = typer.Argument(..., help="Video file or folder of frames."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the shots as JSON."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write one sharp frame per shot "
+                                          "(PNG named by its start timecode) to this folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Detect shot boundaries (hard cuts, dissolves, fades through black)."""
+    from vidcolor.io.reader import probe
+    from vidcolor.shots import detect_shots
+    from vidcolor.shots import export as shot_export
+
+    with user_errors(debug):
+        fps = probe(input).fps
+        found = detect_shots(input)
+        if json_path is not None:
+            shot_export.write_json(json_path, found, fps)
+        if export is not None:
+            shot_export.export_frames(input, found, export)
+        if not quiet:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=f"{input.name}: {len(found)} shots")
+            for column in ("shot", "start", "end", "frames", "transition"):
+                table.add_column(column)
+            for row in shot_export.table_rows(found):
+                table.add_row(*row)
+            Console(highlight=False).print(table)
+
+
 @app.command("download-weights")
 def download_weights(
     source: Optional[str] = typer.Option(None, help="A mirror URL of the release zip, or "

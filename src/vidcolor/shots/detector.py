@@ -70,6 +70,9 @@ BLACK_STD = 0.04
 # A black run at least this long is a shot of its own (a title gap, an act break).
 BLACK_SHOT_SECONDS = 2.0
 DEFAULT_FPS = 24.0
+# Cuts and dissolves found this close to a black run are the fade's own ramps (a fade-in's
+# dark, noisy first frames jump; a fade-out is a blend into black): seconds.
+FADE_GUARD_SECONDS = 0.5
 # Two boundaries closer than this are one transition (the earlier kind wins); frames.
 MIN_SHOT_FRAMES = 3
 
@@ -153,6 +156,7 @@ class ShotDetector:
         self._first_time: float | None = None
         self._black_start: int | None = None
         self._black_start_time = 0.0
+        self._black_runs: list[tuple[int, int]] = []
         self._boundaries: list[Boundary] = []
         self._cuts: deque[int] = deque(maxlen=64)
 
@@ -187,7 +191,7 @@ class ShotDetector:
         self._count += 1
         if index > 0:
             self._steps[index] = distance(self._sig(index - 1), sig)
-        for old in [k for k in self._steps if k < index - len(self._window)]:
+        for old in [k for k in self._steps if k <= index - len(self._window)]:
             del self._steps[old]
         ready = index - LOOKAHEAD
         if ready >= 0:
@@ -199,9 +203,16 @@ class ShotDetector:
             self._decide(index)
         for centre in range(max(0, self._count - DISSOLVE_SUPPRESS_FRAMES), self._count):
             self._decide_dissolve(centre)
+        if self._black_start is not None:
+            self._black_runs.append((self._black_start, self._count))
+        guard = FADE_GUARD_SECONDS * self.fps
         merged: list[Boundary] = []
         for boundary in sorted(self._boundaries, key=lambda b: b.frame):
             if boundary.frame <= 0 or boundary.frame >= self._count:
+                continue
+            if boundary.transition != FADE and any(
+                    start - guard <= boundary.frame <= end + guard
+                    for start, end in self._black_runs):
                 continue
             if merged and boundary.frame - merged[-1].frame < MIN_SHOT_FRAMES:
                 continue
@@ -237,8 +248,11 @@ class ShotDetector:
                 self._black_start, self._black_start_time = t, self._time(t)
             return
         start, self._black_start = self._black_start, None
-        if start is None or start == 0:
-            return  # no black run, or black leader before the first picture
+        if start is None:
+            return
+        self._black_runs.append((start, t))
+        if start == 0:
+            return  # black leader before the first picture
         if t - start >= BLACK_SHOT_SECONDS * self.fps:
             self._add(start, FADE, self._black_start_time)
             self._add(t, FADE)
