@@ -71,8 +71,12 @@ def make_colorizer(engine: str, device: str, precision: str, mode: str, preset: 
 @app.command()
 def colorize(
     input: Path = typer.Argument(..., help="Video file, folder of frames, or a single image."),
-    ref: Path = typer.Option(..., "--ref", "-r", help="Color reference image (propagate mode: "
-                             "a colored version of the first frame)."),
+    ref: list[str] = typer.Option([], "--ref", "-r", help="Color reference image; repeat for "
+                                  "several (each shot gets its best match). TIME=IMAGE pins "
+                                  "IMAGE to the shot at TIME (seconds or HH:MM:SS.mmm); in "
+                                  "propagate mode that is a colored frame of the shot."),
+    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder written by `vidcolor "
+                                           "shots --export`: each image pinned to its shot."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file or folder "
                                           "[default: INPUT.color.EXT beside the input]."),
     mode: str = typer.Option("exemplar", help="exemplar | propagate."),
@@ -107,7 +111,7 @@ def colorize(
             input, ref, output, mode=mode, preset=preset, size=processing_size, start=start,
             duration=duration, max_frames=max_frames, codec=codec, crf=crf, overwrite=overwrite,
             drop_unsupported_streams=drop_unsupported_streams, report=report, compare=compare,
-            batch_size=batch_size, quiet=quiet)
+            batch_size=batch_size, quiet=quiet, ref_dir=ref_dir)
         if not quiet:
             typer.echo(f"wrote {summary.output}: {summary.frames} frames in {summary.seconds:.1f} s "
                        f"({summary.fps:.2f} fps, {summary.engine} engine, {summary.preset} preset)")
@@ -130,7 +134,7 @@ def batch(
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Colorize every video of FOLDER with its reference; rerun to resume."""
-    from vidcolor.batch.runner import plan_jobs, run_batch
+    from vidcolor.batch.runner import job_references, plan_jobs, run_batch
     from vidcolor.pipeline.presets import parse_size
 
     with user_errors(debug):
@@ -140,7 +144,7 @@ def batch(
         colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
 
         def run(job):
-            return colorizer.colorize_video(job.video, job.reference, job.output, mode=mode,
+            return colorizer.colorize_video(job.video, job_references(job), job.output, mode=mode,
                                             preset=preset, size=processing_size, codec=codec,
                                             crf=crf, overwrite=True, quiet=quiet)
 

@@ -53,6 +53,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     input_probe: dict[str, Any] = field(default_factory=dict)
     output_probe: dict[str, Any] = field(default_factory=dict)
+    shots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -187,17 +188,23 @@ class Colorizer:
 
     # -- files -------------------------------------------------------------------------------
 
-    def colorize_video(self, src: str | Path, ref: str | Path | np.ndarray,
+    def colorize_video(self, src: str | Path, ref: Any,
                        dst: str | Path | None = None, *, mode: str = "exemplar",
                        preset: str = "default", size: tuple[int, int] | None = None,
                        start: float | None = None, duration: float | None = None,
                        max_frames: int | None = None, codec: str = "h264", crf: int = 18,
                        overwrite: bool = False, drop_unsupported_streams: bool = False,
                        report: str | Path | None = None, compare: str | Path | None = None,
-                       batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True
+                       batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True,
+                       ref_dir: str | Path | None = None, detect_shots: bool = True
                        ) -> RunSummary:
         """Colorize a video file, a folder of frames or a single image into ``dst``.
 
+        ``ref``: one reference (path or array) or a list of them; an item "TIME=IMAGE" pins
+        IMAGE to the shot containing TIME (``pipeline/film.py``); ``ref_dir`` adds a
+        ``vidcolor shots --export`` folder, pinned by name. The video is cut into shots
+        (``detect_shots``; never with the official preset, which reproduces the paper's
+        script) and each shot colorized on its own with its best or pinned reference.
         The output is written beside the target and renamed only on success; audio and
         subtitle streams are copied packet for packet.
         """
@@ -206,6 +213,9 @@ class Colorizer:
         from vidcolor.progress import frame_progress
 
         src = Path(src)
+        check_run_options(mode, preset)
+        film = self._plan_film(src, ref, ref_dir, mode=mode, start=start, duration=duration,
+                               max_frames=max_frames, detect=detect_shots and preset != "official")
         with reader.open_clip(src) as clip:
             info = clip.info
             dst = Path(dst) if dst is not None else default_output(src, info.kind)
@@ -238,9 +248,9 @@ class Colorizer:
                     optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
                     frame_progress(f"{src.name}", total, quiet=quiet) as bar, \
                     frames as decoded:
-                for result in self._stream(decoded, (info.height, info.width), ref, mode=mode,
-                                           preset=preset, size=size, batch_size=batch_size,
-                                           times=times):
+                for result in self._stream_film(decoded, (info.height, info.width), film,
+                                                mode=mode, preset=preset, size=size,
+                                                batch_size=batch_size, times=times):
                     t = time.perf_counter()
                     out.write(result.rgb, result.source)
                     if preview is not None:
@@ -255,9 +265,9 @@ class Colorizer:
             summary.seconds = time.perf_counter() - started
             summary.decode_errors = getattr(clip, "decode_errors", 0)
             summary.truncated = getattr(clip, "truncated", False)
-        summary.stage_seconds = dict(times.seconds)
+        summary.stage_seconds = dict(times.seconds) | {"shots": film.detect_seconds}
         summary.peak_memory_mb = peak_memory_mb(self.device)
-        self._warn_low_confidence(summary, timestamps)
+        self._report_shots(summary, film, timestamps)
         if summary.decode_errors:
             self._warn(summary, f"{src}: {summary.decode_errors} corrupt frame(s) could not be "
                                 "decoded and were skipped")
@@ -272,6 +282,60 @@ class Colorizer:
                 summary.output_probe = {"error": str(error)}
             summary.to_json(Path(report))
         return summary
+
+    # -- edited films (pipeline/film.py, pipeline/shots.py) ---------------------------------------
+
+    def _plan_film(self, src: Path, ref, ref_dir, *, mode: str, start, duration, max_frames,
+                   detect: bool):
+        from vidcolor.pipeline.film import gather_references, plan_film
+
+        refs = list(ref) if isinstance(ref, (list, tuple)) else ([] if ref is None else [ref])
+        references = gather_references(refs, ref_dir)
+        for reference in references:
+            if is_gray(reference.rgb):
+                self.notify(f"{reference.label}: the reference is grayscale, so there are no "
+                            "colors to transfer; the output will stay gray")
+        return plan_film(src, references, start=start, duration=duration,
+                         max_frames=max_frames, detect=detect, propagate=mode == "propagate",
+                         notify=self.notify)
+
+    def _stream_film(self, frames, source_hw, film, *, mode: str, preset: str, size,
+                     batch_size: int, times) -> Iterator[loop.ColorizedFrame]:
+        from vidcolor.pipeline.shots import colorize_shots
+
+        plan = make_preset(preset, self.engine, source_hw, size)
+        propagate = mode == "propagate"
+
+        def on_shot(choice) -> None:
+            film.choices.append(choice)
+            if propagate and not choice.propagated:
+                self.notify(f"shot {choice.index} (frames {choice.start_frame}-"
+                            f"{choice.end_frame - 1}) has no pinned keyframe: colorizing it in "
+                            f"exemplar mode with {choice.reference}")
+
+        yield from colorize_shots(self.engine, plan, frames, film.shots, film.references,
+                                  film.pins, propagate=propagate, batch_size=batch_size,
+                                  times=times, on_shot=on_shot)
+
+    def _report_shots(self, summary: RunSummary, film, timestamps: list[float]) -> None:
+        """The report's "shots" list; one warning per poorly matched shot (engines whose
+        ``reference_match`` separates references), else the per-frame confidence ranges."""
+        for choice in film.choices:
+            choice.end_frame = min(choice.end_frame, summary.frames)
+        summary.shots = [choice.to_dict() for choice in film.choices]
+        threshold = getattr(self.engine, "low_match", None)
+        if threshold is None:
+            self._warn_low_confidence(summary, timestamps)
+            return
+        for choice in film.choices:
+            if choice.confidence >= threshold or choice.start_frame >= len(timestamps):
+                continue
+            first = timestamps[choice.start_frame]
+            last = timestamps[max(choice.start_frame, choice.end_frame - 1)]
+            self._warn(summary, f"{summary.input}: shot {choice.index} ({timecode(first)}-"
+                                f"{timecode(last)}) matches its best reference "
+                                f"{choice.reference} poorly (match {choice.confidence:.2f} "
+                                f"below {threshold}); give a reference of that scene")
 
     def _warn(self, summary: RunSummary, message: str) -> None:
         summary.warnings.append(message)
