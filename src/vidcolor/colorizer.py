@@ -332,10 +332,10 @@ class Colorizer:
                 continue
             first = timestamps[choice.start_frame]
             last = timestamps[max(choice.start_frame, choice.end_frame - 1)]
-            self._warn(summary, f"{summary.input}: shot {choice.index} ({timecode(first)}-"
-                                f"{timecode(last)}) matches its best reference "
-                                f"{choice.reference} poorly (match {choice.confidence:.2f} "
-                                f"below {threshold}); give a reference of that scene")
+            self._warn(summary, f"{summary.input}: shot {choice.index}: the reference matches "
+                                f"poorly at {timecode(first)}-{timecode(last)} (best: "
+                                f"{choice.reference}, match {choice.confidence:.2f} below "
+                                f"{threshold}); give a reference of that scene")
 
     def _warn(self, summary: RunSummary, message: str) -> None:
         summary.warnings.append(message)
