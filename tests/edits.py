@@ -123,17 +123,25 @@ def _blend(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
 
 def make_edit(shots: Sequence[ShotSpec], transitions: Sequence[TransitionSpec],
               size: tuple[int, int], seed: int = 0) -> Edit:
-    """Render ``shots`` joined by ``transitions`` (one fewer). A dissolve of n frames blends the
+    """Render ``shots`` and join them by ``transitions`` (``join_shots``)."""
+    return join_shots([render_shot(spec, size, seed + i) for i, spec in enumerate(shots)],
+                      transitions, [s.scene for s in shots], [s.effect for s in shots])
+
+
+def join_shots(shot_frames: Sequence[list[np.ndarray]], transitions: Sequence[TransitionSpec],
+               scenes: Sequence[str], effects: Sequence[str | None] | None = None) -> Edit:
+    """Join shots' frames by ``transitions`` (one fewer). A dissolve of n frames blends the
     last n frames of one shot with the first n of the next; a fade darkens the last n, inserts
     ``black`` black frames, and brightens the next shot's first n."""
-    if len(transitions) != len(shots) - 1:
+    if len(transitions) != len(shot_frames) - 1:
         raise ValueError("one transition between each pair of shots")
+    effects = effects or [None] * len(shot_frames)
     out: list[np.ndarray] = []
     shot_of: list[int] = []
     boundaries: list[TrueBoundary] = []
     negatives: list[tuple[int, int, str]] = []
-    for index, spec in enumerate(shots):
-        frames = render_shot(spec, size, seed + index)
+    for index, (frames, effect) in enumerate(zip(shot_frames, effects)):
+        frames = list(frames)
         if index == 0:
             start = 0
             out += frames
@@ -175,9 +183,9 @@ def make_edit(shots: Sequence[ShotSpec], transitions: Sequence[TransitionSpec],
                 shot_of += [index] * len(frames)
             else:
                 raise ValueError(f"unknown transition {tr.kind}")
-        if spec.effect:
-            negatives.append((start, len(out), spec.effect))
-    return Edit(out, boundaries, shot_of, [s.scene for s in shots], negatives)
+        if effect:
+            negatives.append((start, len(out), effect))
+    return Edit(out, boundaries, shot_of, list(scenes), negatives)
 
 
 def standard_edit(size: tuple[int, int] = (90, 160), shot_frames: int = 24, seed: int = 0) -> Edit:

@@ -109,3 +109,19 @@ def test_a_bad_pinned_time_is_one_line_exit_2(film, tmp_path):
                              "-o", str(tmp_path / "x.mp4")], capture_output=True, text=True)
     assert result.returncode == 2 and "past the end" in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_devc_engine_matches_by_its_confidence_and_resets_per_shot(film, tmp_path, devc_weights):
+    """The devc engine has no ``reference_match``: its mean correspondence confidence ranks the
+    references (seeded weights: the choice itself is arbitrary, the plumbing is not)."""
+    edit, video, refs, _ = film
+    report = tmp_path / "r.json"
+    colorizer = Colorizer(engine="devc")
+    assert not hasattr(colorizer.engine, "reference_match")
+    summary = colorizer.colorize_video(video, [refs["coffee"], refs["chelsea"]],
+                                       tmp_path / "d.mp4", size=(64, 64), report=report,
+                                       max_frames=22)
+    shots = json.loads(report.read_text())["shots"]
+    assert [s["start_frame"] for s in shots] == [0, 10, edit.boundaries[1].frame]
+    assert shots[-1]["end_frame"] == summary.frames == 22
+    assert all(s["how"] == "matched" and 0 < s["confidence"] <= 1 for s in shots)
