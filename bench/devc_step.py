@@ -4,7 +4,7 @@
     python bench/devc_step.py --frames 5 --size 224x384
 
 Three things are timed in the same process, on the same synthetic 1280x720 frames and seeded
-weights (``vidcolor.weights.seeded``: the released checkpoints' exact layout, so the same cost):
+weights (``tests/seeded_weights.py``: the released checkpoints' exact layout, so the same cost):
 
 * **ours**: the whole official-preset step, raw RGB frame in, RGB frame out: cover-crop +
   Lab, ``DevcEngine.correspond`` + ``step`` (reference prepared once, before timing), bilinear
@@ -48,14 +48,15 @@ from bench.common import (  # noqa: E402
     markdown_table,
     parse_size,
 )
-from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab  # noqa: E402
-from vidcolor.color.official import cover_crop, fgs_guide, official_lab, official_to_rgb_uint8  # noqa: E402
+from vidcolor.color.lab import uncenter_lab  # noqa: E402
+from vidcolor.color.official import (  # noqa: E402
+    cover_crop, fgs_guide, official_lab, official_lab_to_rgb, official_to_rgb_uint8)
 from vidcolor.engines.devc.colorization import phase_kernels  # noqa: E402
 
 from vidcolor.engines.devc.engine import DevcEngine  # noqa: E402
 from vidcolor.engines.devc.vgg19 import CAFFE_MEAN_BGR  # noqa: E402
 from vidcolor.weights.convert import CHECKPOINTS, remap_official  # noqa: E402
-from vidcolor.weights.seeded import seeded_official_state_dict  # noqa: E402
+from tests.seeded_weights import seeded_official_state_dict  # noqa: E402
 
 RAW_SIZE = (720, 1280)  # the official sample clips' frame size
 OFFICIAL_SIZE = (432, 768)

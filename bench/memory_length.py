@@ -47,7 +47,7 @@ def run_worker(spec: dict) -> dict:
 
         if not cache.is_installed():
             from vidcolor.weights.convert import save_converted
-            from vidcolor.weights.seeded import seeded_converted
+            from tests.seeded_weights import seeded_converted
 
             weights_dir = Path(tempfile.mkdtemp(dir=spec["workdir"]))
             for kind, tensors in seeded_converted().items():

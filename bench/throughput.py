@@ -4,7 +4,7 @@
     python bench/throughput.py --engines classic --sizes 240x320,432x768 --frames 16
 
 For every (device, engine, preset, source size) a fresh subprocess (clean peak memory):
-1. builds a ``Colorizer`` (devc: the installed weights, else H2's seeded weights, same
+1. builds a ``Colorizer`` (devc: the installed weights, else the tests' seeded weights, same
    layout and cost), warms up on two frames;
 2. *with I/O*: ``colorize_video`` on a grey H.264 clip -> H.264 file (decode + encode timed);
 3. *without I/O*: ``colorize_frames`` on the same frames decoded beforehand, outputs dropped.
@@ -48,9 +48,9 @@ RESULT_PREFIX = "THROUGHPUT_RESULT "
 
 
 def _seeded_weights_dir(directory: Path) -> Path:
-    """H2's deterministic weights in the converted layout: same shapes, so same cost."""
+    """The tests' seeded weights in the converted layout: same shapes, so same cost."""
     from vidcolor.weights.convert import save_converted
-    from vidcolor.weights.seeded import seeded_converted
+    from tests.seeded_weights import seeded_converted
 
     for kind, tensors in seeded_converted().items():
         save_converted(directory, kind, tensors)

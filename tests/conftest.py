@@ -24,7 +24,7 @@ def seeded_release_zip(tmp_path_factory) -> Path:
     """A zip shaped like the official release (member paths of the registry) holding the seeded
     float32 weights of GOLDEN.md, saved with torch.save as the official .pth files are."""
     from vidcolor.weights import registry
-    from vidcolor.weights.seeded import seeded_official_state_dict
+    from seeded_weights import seeded_official_state_dict
 
     path = tmp_path_factory.mktemp("release") / "colorization_checkpoint.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vidcolor.batch.runner import MANIFEST_NAME, Manifest, plan_jobs, run_batch
-from vidcolor.errors import InputError, ProcessingError
+from vidcolor.errors import InputError, Interrupted, ProcessingError
 
 
 def touch(path, data=b"x"):
@@ -48,7 +48,9 @@ def test_folder_without_videos(tmp_path):
         plan_jobs(tmp_path, tmp_path / "out", None)
 
 
-def test_failure_does_not_stop_and_rerun_resumes(archive, tmp_path):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, lambda: Interrupted("SIGTERM", exit_code=143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_failure_does_not_stop_and_rerun_resumes(archive, tmp_path, stop):
     out = tmp_path / "out"
     jobs = plan_jobs(archive, out, None)
     calls = []
@@ -59,15 +61,15 @@ def test_failure_does_not_stop_and_rerun_resumes(archive, tmp_path):
         if job.video.name == "b.mkv":
             raise ProcessingError(f"{job.video}: broken")
         if job.video.name == "c.mov" and first_run[0]:
-            raise KeyboardInterrupt  # the first run is stopped here
+            raise stop()  # the first run is stopped here: a signal, not a failure
         job.output.write_bytes(b"done")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises((KeyboardInterrupt, Interrupted)):
         run_batch(jobs, out, colorize, lambda *a: None)
     manifest = json.loads((out / MANIFEST_NAME).read_text())["files"]
     assert manifest["a.mp4"]["status"] == "done"
     assert manifest["b.mkv"]["status"] == "failed" and "broken" in manifest["b.mkv"]["error"]
-    assert manifest["c.mov"]["status"] == "partial"
+    assert manifest["c.mov"]["status"] == "interrupted"  # not done, not failed
 
     calls.clear()
     first_run[0] = False

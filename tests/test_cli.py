@@ -133,11 +133,13 @@ def test_quiet_prints_nothing_on_success(material, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--mode", "sideways"], "--mode must be one of"),
-    (["--preset", "fancy"], "--preset must be one of"),
+    (["--mode", "sideways"], "'sideways' is not one of 'exemplar', 'propagate'"),
+    (["--preset", "fancy"], "'fancy' is not one of 'default', 'official'"),
     (["--size", "big"], "--size must look like"),
-    (["--engine", "magic"], "--engine must be one of"),
+    (["--engine", "magic"], "'magic' is not one of 'auto', 'devc', 'classic'"),
     (["--device", "tpu"], "--device must be one of"),
+    (["--precision", "half"], "'half' is not one of"),
+    (["--codec", "divx"], "'divx' is not one of"),
 ])
 def test_bad_options_exit_2_with_one_line(material, tmp_path, args, message):
     folder, clip = material

@@ -7,9 +7,12 @@ from vidcolor.devices import resolve_device, resolve_precision
 from vidcolor.errors import OptionError
 
 
-def test_auto_device_is_available_one():
-    device = resolve_device("auto")
-    assert device.type in ("cpu", "cuda", "mps")
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"),
+                                                 (False, False, "cpu")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

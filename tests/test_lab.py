@@ -1,24 +1,21 @@
-"""color/lab.py against scikit-image (computed here), round trips, and the official quirk."""
+"""color/lab.py against scikit-image (computed here) and round trips."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from skimage import color as skcolor
 
+from tolerance import F64_EPS, assert_close
+
 from vidcolor.color.lab import (
     L_MEAN,
     center_lab,
     lab_to_rgb,
-    official_lab_to_rgb,
     rgb_to_lab,
     uncenter_lab,
 )
-
-GOLDEN = Path(__file__).parent / "fixtures" / "golden_modules.npz"
 
 
 def _random_rgb(shape, seed=0) -> np.ndarray:
@@ -80,7 +77,7 @@ def test_any_leading_dimensions_are_kept():
     np.testing.assert_allclose(lab[1, 0].numpy(), rgb_to_lab(rgb[1, 0]).numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("fn", [rgb_to_lab, lab_to_rgb, center_lab, uncenter_lab, official_lab_to_rgb])
+@pytest.mark.parametrize("fn", [rgb_to_lab, lab_to_rgb, center_lab, uncenter_lab])
 def test_shape_errors_state_the_shape(fn):
     with pytest.raises(ValueError, match=r"\(4, 5, 6\)"):
         fn(torch.zeros(4, 5, 6))
@@ -99,23 +96,5 @@ def test_center_and_uncenter_follow_the_official_normalisation():
     lab = torch.tensor([[[80.0]], [[-20.0]], [[35.0]]])
     centred = center_lab(lab)
     assert centred.flatten().tolist() == [80.0 - L_MEAN, -20.0, 35.0]
-    assert torch.equal(uncenter_lab(centred), lab)
+    assert torch.equal(uncenter_lab(centred), lab)  # small integers: exact in float32
 
-
-def test_official_lab_to_rgb_reproduces_the_release_exactly():
-    golden = np.load(GOLDEN)
-    half = torch.from_numpy(golden["ref_lab_half"])
-    assert np.array_equal(official_lab_to_rgb(uncenter_lab(half)).numpy(), golden["ref_rgb_for_vgg"])
-
-
-def test_official_lab_to_rgb_differs_from_skimage_where_the_release_does():
-    # In gamut, only the hard-coded matrix differs: close to the exact inverse.
-    lab = rgb_to_lab(torch.from_numpy(_random_rgb((3, 10, 10), seed=4)))
-    np.testing.assert_allclose(official_lab_to_rgb(lab).numpy(), lab_to_rgb(lab).numpy(), atol=1e-4)
-    # A very yellow colour drives fz below 0: the release clamps fz itself (not Z after the cube),
-    # so the result equals the same colour with b lowered until fz == 0.
-    yellow = torch.tensor([[[10.0]], [[0.0]], [[120.0]]], dtype=torch.float64)
-    fz_zero_b = 200.0 * (10.0 + 16.0) / 116.0
-    at_fz_zero = torch.tensor([[[10.0]], [[0.0]], [[fz_zero_b]]], dtype=torch.float64)
-    assert torch.equal(official_lab_to_rgb(yellow), official_lab_to_rgb(at_fz_zero))
-    assert 0.0 <= official_lab_to_rgb(yellow).min() and official_lab_to_rgb(yellow).max() <= 1.0

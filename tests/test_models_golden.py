@@ -1,7 +1,9 @@
 """The devc networks against the official code's golden arrays (GOLDEN.md).
 
-float64 with the seeded weights: every array within 1e-9 relative (the hard warp exactly);
-float32: within the tolerances GOLDEN.md states for the official float32 run.
+float64 with the seeded weights: every array within 1e-9 relative, the hard warp's copied
+colours within the rounding of their 4x4 means, and every argmax either the golden one or one
+whose cosine ties it within rounding; float32: within the tolerances GOLDEN.md states for the
+official float32 run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
+from tolerance import F32_EPS, F64_EPS, assert_close, assert_same_choice, top_two_gap
+from vidcolor.color.lab import uncenter_lab
+from vidcolor.color.official import official_lab_to_rgb
 from vidcolor.errors import OptionError
 from vidcolor.engines.devc.colorization import UpsampleConv, phase_kernels
 from vidcolor.engines.devc.correspondence import warp
@@ -22,10 +26,17 @@ from vidcolor.engines.devc.layers import conv_add_relu, conv_relu, interleave_ph
 from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
 from vidcolor.engines.devc.vgg19 import caffe_preprocess, gray_to_rgb, normalize_features
 from vidcolor.weights.convert import CHECKPOINTS, official_layout, remap_official
-from vidcolor.weights.seeded import seeded_official_state_dict
+from seeded_weights import seeded_official_state_dict
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_modules.npz"
 REL_TOL_FLOAT64 = 1e-9
+# Cosines of unit embeddings each within REL_TOL_FLOAT64 of the golden's: |d(a.b)| <= |da| + |db|.
+COSINE_TOL = 2 * REL_TOL_FLOAT64
+# The warp copies 4x4 means of centred Lab (|value| < 128): 16 roundings of an ulp of 128.
+POOLED_COLOR_TOL = 16 * 128 * F64_EPS
+UPSAMPLE = 4  # feature grid -> network size, nearest (REFERENCE.md §4)
+BF16_UNIT_ROUNDOFF = 2.0 ** -9  # bfloat16 keeps 8 significant bits
+VGG_CONVS_BEFORE = {"r22": 4, "r32": 6, "r42": 10, "r52": 14}  # VGG19 conv layers up to each output
 VGG_LAYERS = ("r22", "r32", "r42", "r52")
 # golden_modules.json -> weights.checksums (the official generator's seeded weights).
 SEEDED_CHECKSUMS = {
@@ -94,6 +105,7 @@ def test_seeded_weights_match_the_official_generator(kind, official64):
     total, total_abs, first = SEEDED_CHECKSUMS[kind]
     assert sum(v.sum().item() for v in state.values()) == pytest.approx(total, rel=1e-12)
     assert sum(v.abs().sum().item() for v in state.values()) == pytest.approx(total_abs, rel=1e-12)
+    # Exact by construction: integer generator bits, then correctly rounded (2u - 1) * b.
     assert next(iter(state.values())).flatten()[:4].tolist() == list(first)
 
 
@@ -104,29 +116,48 @@ def test_vgg_features_float64(golden, modules64):
         for feature, layer in zip(vgg(caffe_preprocess(ref_rgb)), VGG_LAYERS):
             assert_rel(feature[0], golden[f"ref_vgg_{layer}"])
         gray = gray_to_rgb(batch(golden, "frame0_lab_half")[:, :1])
+        # Exact by construction: (L + 50) / 100 elementwise (correctly rounded), repeated x3.
         assert np.array_equal(gray[0].numpy(), golden["frame0_gray_rgb_for_vgg"])
         for feature, layer in zip(vgg(caffe_preprocess(gray)), VGG_LAYERS):
             assert_rel(feature[0], golden[f"frame0_vgg_{layer}"])
 
 
-def test_correspondence_and_colorization_float64(golden, modules64):
-    vgg, corr_net, color_net = (modules64[k] for k in CHECKPOINTS)
+@pytest.fixture(scope="module")
+def golden_embeddings(golden, modules64):
+    """The float64 modules' reference embedding and each golden frame's (L half, theta)."""
+    vgg, corr_net, _ = (modules64[k] for k in CHECKPOINTS)
     with torch.inference_mode():
         ref_half = batch(golden, "ref_lab_half")
         ref_features = vgg(caffe_preprocess(official_lab_to_rgb(uncenter_lab(ref_half))))
         reference = corr_net.embed_reference([normalize_features(f) for f in ref_features], ref_half)
-        previous = torch.zeros_like(ref_half)  # exemplar mode (test.py:80)
+        frames = {}
         for frame in ("frame0", "frame1"):
             l_half = batch(golden, f"{frame}_lab_half")[:, :1]
-            features = [normalize_features(f) for f in vgg.gray_features(l_half)]
+            features = [normalize_features(f) for f in vgg(caffe_preprocess(gray_to_rgb(l_half)))]
             theta = corr_net.embed_frames(features)
+            frames[frame] = (l_half, theta)
+    return reference, frames
+
+
+def cosines(theta, reference):
+    """(N, M) cosines of one frame's embedding against the reference's."""
+    return theta[0].transpose(0, 1) @ reference.features
+
+
+def test_correspondence_and_colorization_float64(golden, modules64, golden_embeddings):
+    color_net = modules64["colornet"]
+    reference, frames = golden_embeddings
+    with torch.inference_mode():
+        previous = torch.zeros_like(batch(golden, "ref_lab_half"))  # exemplar mode (test.py:80)
+        for frame, (l_half, theta) in frames.items():
             warped, similarity = warp(theta, reference, 1e-10)
-            assert np.array_equal(warped[0].numpy(), golden[f"{frame}_nonlocal_lab"])  # hard argmax: exact
+            scores = cosines(theta, reference)
+            assert_warp_matches(warped[0], golden[f"{frame}_nonlocal_lab"], scores, reference.grid)
             if frame == "frame0":
-                assert np.array_equal(warped[0].numpy(), golden["frame0_warped_lab_T1e-10"])
+                assert_warp_matches(warped[0], golden["frame0_warped_lab_T1e-10"], scores, reference.grid)
                 assert_rel(similarity[0], golden["frame0_similarity_T1e-10"])
-                argmax = (theta[0].transpose(0, 1) @ reference.features).argmax(dim=1)
-                assert np.array_equal(argmax.view(reference.grid).numpy(), golden["frame0_corr_argmax"])
+                golden_argmax = torch.from_numpy(golden["frame0_corr_argmax"]).long().flatten()
+                assert_same_choice(scores, scores.argmax(dim=1), golden_argmax, COSINE_TOL)
                 soft, _ = warp(theta, reference, 0.01)  # the training temperature: the soft path
                 assert_rel(soft[0], golden["frame0_warped_lab_T0.01"])
             colornet_input = torch.cat((l_half, warped[:, 1:], similarity, previous), dim=1)
@@ -134,6 +165,26 @@ def test_correspondence_and_colorization_float64(golden, modules64):
             ab = color_net(colornet_input)
             assert_rel(ab[0], golden[f"{frame}_ab_pred_half"])
             previous = torch.cat((l_half, ab), dim=1)  # the recurrence (test.py:96)
+
+
+def assert_warp_matches(warped, expected, scores, grid):
+    """Hard-warp colours at network size against the golden: equal within the pooled means'
+    rounding wherever the best cosine leads the runner-up by more than the cosines' rounding
+    (elsewhere the pick is a near-tie, which may go either way: too few to matter, counted)."""
+    decided = top_two_gap(scores) > 2 * COSINE_TOL
+    assert decided.float().mean() > 0.95, "too many near-ties"
+    mask = decided.view(grid).repeat_interleave(UPSAMPLE, 0).repeat_interleave(UPSAMPLE, 1)
+    warped = warped.numpy() if isinstance(warped, torch.Tensor) else warped
+    assert_close(warped[..., mask.numpy()], expected[..., mask.numpy()], POOLED_COLOR_TOL)
+
+
+@pytest.fixture(scope="module")
+def golden_scores(golden_embeddings):
+    """The (N, M) cosines of each golden frame against the reference, from the float64 modules."""
+    reference, frames = golden_embeddings
+    with torch.inference_mode():
+        scores = {frame: cosines(theta, reference) for frame, (_, theta) in frames.items()}
+    return scores, reference.grid
 
 
 def _engine_run(golden, engine, frames=("frame0", "frame1")):
@@ -148,11 +199,12 @@ def _engine_run(golden, engine, frames=("frame0", "frame1")):
     return corr, outputs, state
 
 
-def test_engine_float64_end_to_end(golden, engine64):
+def test_engine_float64_end_to_end(golden, engine64, golden_scores):
     engine = engine64
     corr, outputs, state = _engine_run(golden, engine)
-    assert np.array_equal(corr.warped_ab[0].numpy(), golden["frame0_nonlocal_lab"][1:])
-    assert np.array_equal(corr.warped_ab[1].numpy(), golden["frame1_nonlocal_lab"][1:])
+    scores, grid = golden_scores
+    for i in range(2):
+        assert_warp_matches(corr.warped_ab[i], golden[f"frame{i}_nonlocal_lab"][1:], scores[f"frame{i}"], grid)
     assert_rel(corr.confidence[0], golden["frame0_similarity_T1e-10"])
     for i, ab in enumerate(outputs):
         assert ab.shape == (1, 2, 40, 80) and ab.dtype == torch.float64
@@ -185,7 +237,8 @@ def test_engine_float64_uses_float32_checkpoint_values_unrounded_further(weights
 def test_propagation_starts_from_the_reference(golden, engine64):
     engine = engine64
     ref = engine.prepare_reference(batch(golden, "ref_lab_full"))
-    assert np.array_equal(engine.initial_state(ref, propagate=True)[0].numpy(), golden["ref_lab_half"])
+    # The bilinear 0.5 of float32 Lab (|value| < 128): 2x2 means, a few roundings of an ulp of 128.
+    assert_close(engine.initial_state(ref, propagate=True)[0], golden["ref_lab_half"], 4 * 128 * F64_EPS)
     assert not engine.initial_state(ref, propagate=False).any()
 
 
@@ -200,9 +253,13 @@ def test_batched_frame_side_equals_frame_by_frame(engine64):
     assert together.warped_ab.shape == (3, 2, 32, 32) and together.extra["l_half"].shape == (3, 1, 32, 32)
     for i in range(3):
         alone = engine64.correspond(frames_l[i : i + 1], ref)
-        assert torch.equal(together[i].warped_ab, alone.warped_ab)
+        # Convolutions of another batch size may sum in another order: the chosen cosines agree
+        # within ulps, and an argmax may flip only on a near-tie (a few 4x4 blocks at most).
         torch.testing.assert_close(together[i].confidence, alone.confidence, rtol=0, atol=1e-13)
-        assert torch.equal(together[i].extra["l_half"], alone.extra["l_half"])
+        same = (together[i].warped_ab == alone.warped_ab).all(dim=1)
+        assert same.float().mean() > 0.95
+        torch.testing.assert_close(together[i].extra["l_half"], alone.extra["l_half"], rtol=0,
+                                   atol=4 * 64 * F64_EPS)  # 2x2 means of |L| <= 50
 
 
 def test_upsample_conv_by_phases_equals_upsample_then_conv():
@@ -240,6 +297,41 @@ def test_engine_refuses_bad_inputs(golden, engine64, weights64):
         DevcEngine(weights64, "cpu", torch.float16)
 
 
+def assert_runs_in_bfloat16(golden, engine):
+    """bfloat16 autocast really convolves in bfloat16, with bfloat16's accuracy.
+
+    The seeded colorization net amplifies rounding through its instance norms (measured: its
+    bfloat16 ab is off by ~60% of the golden's mean), so the accuracy is checked on VGG, whose
+    error grows with the number of layers only; the engine's outputs must stay finite.
+    """
+    dtypes = {}
+    hooks = [module.register_forward_hook(lambda _m, _i, out, net=name: dtypes.setdefault(net, set()).add(out.dtype))
+             for name, net in (("vgg", engine.vgg), ("correspondence", engine.correspondence),
+                               ("colorization", engine.colorization))
+             for module in net.modules() if isinstance(module, torch.nn.Conv2d)]
+    vgg_outputs = []  # the first VGG pass is the reference's (REFERENCE.md §3)
+    hooks.append(engine.vgg.register_forward_hook(lambda _m, _i, out: vgg_outputs.append(out)))
+    try:
+        ref = engine.prepare_reference(batch(golden, "ref_lab_full").float())
+        frame_l = batch(golden, "frame0_lab_full")[:, :1].float()
+        corr = engine.correspond(frame_l, ref)
+        ab, _ = engine.step(frame_l, corr, engine.initial_state(ref, propagate=False))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert dtypes == {net: {torch.bfloat16} for net in ("vgg", "correspondence", "colorization")}
+    assert ab.dtype == torch.float32 and torch.isfinite(ab).all() and torch.isfinite(corr.confidence).all()
+    for feature, layer in zip(vgg_outputs[0], VGG_LAYERS):
+        # Each convolution rounds its input, weights and output (3u), doubled for cancellation.
+        bound = 6 * BF16_UNIT_ROUNDOFF * VGG_CONVS_BEFORE[layer]
+        assert_rel(feature[0].float().cpu(), golden[f"ref_vgg_{layer}"], rel=bound)
+
+
+def test_bfloat16_autocast_on_cpu(golden, weights64):
+    engine = DevcEngine(cast(weights64, torch.float32), "cpu", torch.float32, autocast_dtype=torch.bfloat16)
+    assert_runs_in_bfloat16(golden, engine)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_engine_on_cuda_matches_the_golden(golden, weights64):
     engine = DevcEngine(weights64, "cuda", torch.float64)
@@ -247,8 +339,7 @@ def test_engine_on_cuda_matches_the_golden(golden, weights64):
     for i, ab in enumerate(outputs):
         assert_rel(ab[0].cpu(), golden[f"frame{i}_ab_pred_half"], rel=1e-7)
     engine = DevcEngine(cast(weights64, torch.float32), "cuda", torch.float32, autocast_dtype=torch.bfloat16)
-    _, outputs, _ = _engine_run(golden, engine)
-    assert all(torch.isfinite(ab).all() for ab in outputs)
+    assert_runs_in_bfloat16(golden, engine)
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
@@ -258,9 +349,14 @@ def test_fused_conv_ops_equal_the_plain_ops(memory_format):
     x = torch.randn(2, 6, 12, 10).contiguous(memory_format=memory_format)
     other = torch.randn(2, 8, 12, 10)
     with torch.inference_mode():
-        torch.testing.assert_close(conv_relu(conv, x), F.relu(conv(x)), rtol=0, atol=1e-6)
-        torch.testing.assert_close(conv_relu(conv, x, 0.2), F.leaky_relu(conv(x), 0.2), rtol=0, atol=1e-6)
-        torch.testing.assert_close(conv_add_relu(conv, x, other), F.relu(conv(x) + other), rtol=0, atol=1e-6)
+        # The fused and plain kernels may sum the 6 x 3 x 3 products (and the bias) in another
+        # order: the classic bound of a dot product of n terms, n * eps * sum |terms|.
+        terms = 6 * 3 * 3 + 2
+        magnitude = F.conv2d(x.abs(), conv.weight.abs(), conv.bias.abs(), padding=2, dilation=2)
+        atol = terms * F32_EPS * float(magnitude.max() + other.abs().max())
+        torch.testing.assert_close(conv_relu(conv, x), F.relu(conv(x)), rtol=0, atol=atol)
+        torch.testing.assert_close(conv_relu(conv, x, 0.2), F.leaky_relu(conv(x), 0.2), rtol=0, atol=atol)
+        torch.testing.assert_close(conv_add_relu(conv, x, other), F.relu(conv(x) + other), rtol=0, atol=atol)
         x64, conv64 = x.double(), conv.double()  # no oneDNN in float64: the eager path
         torch.testing.assert_close(conv_add_relu(conv64, x64, other.double()), F.relu(conv64(x64) + other.double()))
 

@@ -13,7 +13,7 @@ from vidcolor.color.resize import (
     pad_to,
     plan_fit_pad,
 )
-from vidcolor.color.upsample import guided_filter, guided_upsample
+from vidcolor.color.upsample import guided_coefficients, upsample_rows
 
 
 def multiple_of_32(h, w):
@@ -69,12 +69,27 @@ def test_reference_fitted_whole():
     assert out.shape[-2:] == (64, 96)
 
 
-def test_guided_filter_preserves_constant_and_linear_fields():
-    guide = torch.rand(1, 1, 40, 50, dtype=torch.float64)
+def guided_upsample(ab_low, luminance, **options):
+    """What the default preset does with the guided maps, over the whole picture at once."""
+    a, b = guided_coefficients(ab_low, luminance, **options)
+    size = tuple(luminance.shape[-2:])
+    maps = upsample_rows(torch.cat([a, b]), size, (0, size[0]))
+    return maps[:1] * luminance + maps[1:]
+
+
+def test_guided_coefficients_keep_constant_and_linear_fields():
+    luminance = torch.rand(1, 1, 80, 100, dtype=torch.float64)
+    low_guide = torch.nn.functional.interpolate(luminance, size=(40, 50), mode="bilinear",
+                                                align_corners=False, antialias=True)
     const = torch.full((1, 2, 40, 50), 7.0, dtype=torch.float64)
-    assert torch.allclose(guided_filter(guide, const, 3), const)
-    linear = 3.0 * guide + 1.0  # an exact local linear model of the guide is reproduced
-    assert torch.allclose(guided_filter(guide, linear, 3, eps=1e-12), linear, atol=1e-5)
+    a, b = guided_coefficients(const, luminance)
+    assert torch.allclose(a, torch.zeros_like(a), atol=1e-12) and torch.allclose(b, const)
+    # An exact linear model of the guide, ab = 3 L + 1, is found (a = 3, b = 1 everywhere) and
+    # so survives upsampling at full resolution.
+    a, b = guided_coefficients(3.0 * low_guide + 1.0, luminance, eps=1e-12)
+    assert torch.allclose(a, torch.full_like(a, 3.0), atol=1e-5)
+    up = guided_upsample(3.0 * low_guide + 1.0, luminance, eps=1e-12)
+    assert torch.allclose(up, 3.0 * luminance + 1.0, atol=1e-4)
 
 
 def test_guided_upsample_follows_luminance_edge():

@@ -1,5 +1,6 @@
 """Bad and awkward inputs, as a table: each gets one line, the right exit code, no output at the
-target and an untouched input (issue 7). Signals and the disk-full case follow the table."""
+target and an untouched input (issues 7 and 10). Errors that are not ours, signals (single runs
+and batches), killed runs' leftovers, the batch manifest and the memory figure follow it."""
 
 from __future__ import annotations
 
@@ -236,6 +237,37 @@ def missing_output_folder(tmp, m):
     return colorize(tmp, m, m.clip, out="nowhere/out.mp4")
 
 
+def report_in_missing_folder(tmp, m):
+    return colorize(tmp, m, m.clip, "--report", tmp / "nowhere" / "report.json")
+
+
+def report_is_a_folder(tmp, m):
+    (tmp / "reports").mkdir()
+    return colorize(tmp, m, m.clip, "--report", tmp / "reports")
+
+
+def report_in_unwritable_folder(tmp, m):
+    locked = tmp / "locked"
+    locked.mkdir()
+    lock_folder(locked)
+    return colorize(tmp, m, m.clip, "--report", locked / "report.json")
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped): what a killed run leaves."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def stale_partials_of_a_killed_run(tmp, m):
+    """A run killed outright (SIGKILL, power loss) left its temporaries; this run removes them."""
+    pid = dead_pid()
+    (tmp / f".out.mp4.partial-{pid}.mp4").write_bytes(b"half a video")
+    (tmp / f".report.json.partial-{pid}").write_text('{"frames": ')
+    return colorize(tmp, m, m.clip, "--report", tmp / "report.json")
+
+
 # -- weights ---------------------------------------------------------------------------------
 
 def installed_devc(tmp, m, damage: Callable[[Path], None]) -> Setup:
@@ -341,6 +373,11 @@ CASES = [
     Case("existing output without --overwrite", existing_output, USAGE, "--overwrite"),
     Case("output folder not writable", unwritable_folder, USAGE, "not writable"),
     Case("output folder missing", missing_output_folder, USAGE, "does not exist"),
+    Case("--report folder missing: refused before any work", report_in_missing_folder, USAGE,
+         "does not exist"),
+    Case("--report is a folder", report_is_a_folder, USAGE, "is a folder"),
+    Case("--report folder not writable", report_in_unwritable_folder, USAGE, "not writable"),
+    Case("stale .partial files of a killed run are removed", stale_partials_of_a_killed_run, OK, ""),
     Case("container cannot hold a subtitle stream", subtitles_into_mp4, USAGE, ".mkv"),
     Case("... unless told to drop it", subtitles_dropped, OK, "subtitle"),
     # weights
@@ -356,6 +393,10 @@ CASES = [
     Case("--size the network cannot run", lambda t, m: colorize(
         t, m, m.clip, "--preset", "official", "--size", "100x100", engine="devc"), USAGE, "nearest valid size",
         needs_weights=True),
+    Case("--size below what the engine can use", lambda t, m: colorize(t, m, m.clip, "--size", "7x9"),
+         USAGE, "minimum is 16x16"),
+    Case("--size below what devc can use", lambda t, m: colorize(
+        t, m, m.clip, "--size", "32x48", engine="devc"), USAGE, "minimum is 64x64", needs_weights=True),
     Case("unknown --device", lambda t, m: colorize(t, m, m.clip, "--device", "tpu"), USAGE, "--device"),
     Case("cuda without a GPU", lambda t, m: colorize(t, m, m.clip, "--device", "cuda"), USAGE, "CUDA"),
     Case("float16 on the CPU", lambda t, m: colorize(t, m, m.clip, "--device", "cpu", "--precision",
@@ -489,22 +530,180 @@ def test_signal_mid_run_removes_temp(long_clip, material, tmp_path, sig, code):
     assert not out.exists() and not leftovers(tmp_path)
 
 
-def test_batch_resumes_after_interrupt(long_clip, material, tmp_path):
+def one_error_line(output: str) -> str:
+    """The output holds exactly one line, an error, and no traceback; returns it."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0], output
+    return lines[0]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_a_batch_at_once_and_a_rerun_resumes(long_clip, material, tmp_path, sig, code):
     archive = tmp_path / "archive"
     archive.mkdir()
     copy(long_clip, archive / "a.mp4")
     copy(material.clip, archive / "b.mp4")
+    before = fingerprint([archive / "a.mp4", archive / "b.mp4"])
     out = tmp_path / "colored"
     args = ["batch", archive, "--out", out, "--ref", material.ref, "--engine", "classic", "-q"]
     process = start_cli(args, tmp_path)
     wait_for_partial(out if out.exists() else tmp_path, process)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
-    assert process.returncode == 130
+    signalled = time.monotonic()
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert time.monotonic() - signalled < 30, "the batch did not stop at once"
+    one_error_line(stderr)
     manifest = json.loads((out / "vidcolor-batch.json").read_text())["files"]
-    assert manifest["a.mp4"]["status"] == "partial"
+    assert manifest["a.mp4"]["status"] == "interrupted"  # not done, and not failed
+    assert "b.mp4" not in manifest, "the batch went on to the next file"
+    assert not (out / "a.color.mp4").exists() and not leftovers(out)
+    if sig == signal.SIGINT:
+        return  # the rerun is the same for both signals: done once (it costs a whole batch)
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "vidcolor-batch.json").read_text())["files"]
     assert {v["status"] for v in manifest.values()} == {"done"}
-    assert not leftovers(out)
+    assert (out / "a.color.mp4").exists() and (out / "b.color.mp4").exists()
+    assert not leftovers(out) and fingerprint([archive / "a.mp4", archive / "b.mp4"]) == before
+
+
+def test_sigkilled_run_leaves_a_partial_that_the_next_run_removes(long_clip, material, tmp_path):
+    out = tmp_path / "out.mp4"
+    args = ["colorize", long_clip, "--ref", material.ref, "-o", out, "--engine", "classic"]
+    process = start_cli(args, tmp_path)
+    wait_for_partial(tmp_path, process)
+    process.kill()  # SIGKILL: no handler runs, the temporary stays
+    process.communicate(timeout=60)
+    assert leftovers(tmp_path) and not out.exists()
+    result = runner.invoke(app, [str(a) for a in args] + ["--max-frames", "2"])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not leftovers(tmp_path)
+
+
+def test_corrupt_batch_manifest_is_reported_and_kept_aside(material, tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    copy(material.clip, archive / "b.mp4")
+    out = tmp_path / "colored"
+    out.mkdir()
+    (out / "vidcolor-batch.json").write_text('{"files": {"b.mp4": {"status": "do')  # cut short
+    result = runner.invoke(app, ["batch", str(archive), "--out", str(out), "--ref", str(material.ref),
+                                 "--engine", "classic", "-q"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "unreadable batch manifest" in lines[0], result.output
+    aside = list(out.glob("vidcolor-batch.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == '{"files": {"b.mp4": {"status": "do'
+    assert json.loads((out / "vidcolor-batch.json").read_text())["files"]["b.mp4"]["status"] == "done"
+
+
+# -- errors that are not ours ----------------------------------------------------------------
+
+FOREIGN_ERRORS = [
+    (RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR\nExceptions details follow"),
+     "RuntimeError: cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"),
+    (OSError(errno.EIO, "Input/output error"), "Input/output error"),
+    (MemoryError(), "--batch-size or --size"),
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+     "out of GPU memory; try a smaller --batch-size or --size"),
+]
+
+
+@pytest.mark.parametrize("error, cause", FOREIGN_ERRORS, ids=lambda e: type(e).__name__)
+def test_foreign_error_is_one_line_naming_the_file(error, cause, material, tmp_path, monkeypatch):
+    from vidcolor.engines.classic.engine import ClassicEngine
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ClassicEngine, "step", fail)
+    setup = colorize(tmp_path, material, material.clip)
+    before = fingerprint(setup.inputs)
+    result = runner.invoke(app, [str(a) for a in setup.args])
+    assert result.exit_code == FAILURE, result.output
+    line = one_error_line(result.output)
+    assert str(material.clip) in line and cause in line, line
+    assert not setup.out.exists() and not leftovers(tmp_path)
+    assert fingerprint(setup.inputs) == before
+    # --debug: the traceback, with the original error as the cause.
+    debug = runner.invoke(app, [str(a) for a in setup.args] + ["--debug"])
+    assert debug.exit_code == FAILURE and isinstance(debug.exception.__cause__, type(error))
+    assert not setup.out.exists() and not leftovers(tmp_path)
+
+
+def test_foreign_error_in_a_batch_fails_that_file_only(material, tmp_path, monkeypatch):
+    from vidcolor.engines.classic.engine import ClassicEngine
+
+    original, calls = ClassicEngine.step, []
+
+    def fail_first_file(self, frame_l, corr, state):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError()
+        return original(self, frame_l, corr, state)
+
+    monkeypatch.setattr(ClassicEngine, "step", fail_first_file)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    copy(material.clip, archive / "a.mp4")
+    copy(material.clip, archive / "b.mp4")
+    out = tmp_path / "colored"
+    result = runner.invoke(app, ["batch", str(archive), "--out", str(out), "--ref", str(material.ref),
+                                 "--engine", "classic", "-q"])
+    assert result.exit_code == FAILURE
+    line = one_error_line(result.output)
+    assert "a.mp4" in line and "--batch-size" in line, line
+    files = json.loads((out / "vidcolor-batch.json").read_text())["files"]
+    assert files["a.mp4"]["status"] == "failed" and files["b.mp4"]["status"] == "done"
+    assert not (out / "a.color.mp4").exists() and not leftovers(out)
+
+
+# -- the memory figure -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("platform, maxrss, mib", [("linux", 2 * 1024 * 1024, 2048.0),  # KiB
+                                                   ("darwin", 3 * 2**30, 3072.0)])  # bytes
+def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(monkeypatch, platform, maxrss, mib):
+    import types
+
+    from vidcolor import colorizer
+
+    fake = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda who: types.SimpleNamespace(ru_maxrss=maxrss))
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert colorizer.peak_memory_mb(torch.device("cpu")) == mib
+    # On a GPU the device's peak since the last reset is added.
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**29)
+    assert colorizer.peak_memory_mb(torch.device("cuda")) == mib + 512.0
+
+
+def test_without_the_resource_module_the_figure_is_left_out(material, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "resource", None)  # import resource -> ImportError (Windows)
+    setup = colorize(tmp_path, material, material.clip, "--report", tmp_path / "report.json")
+    result = runner.invoke(app, [str(a) for a in setup.args])
+    assert result.exit_code == OK, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["frames"] == 6 and "peak_memory_mb" not in report
+
+
+def test_gpu_peak_is_reset_for_each_file_of_a_batch(material, tmp_path, monkeypatch):
+    from vidcolor import colorizer
+
+    resets = []
+    monkeypatch.setattr(colorizer, "reset_peak_memory", lambda device: resets.append(device))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    copy(material.clip, archive / "a.mp4")
+    copy(material.clip, archive / "b.mp4")
+    result = runner.invoke(app, ["batch", str(archive), "--out", str(tmp_path / "colored"),
+                                 "--ref", str(material.ref), "--engine", "classic", "-q"])
+    assert result.exit_code == OK, result.output
+    assert len(resets) == 2
+    # And the reset is the device's own: torch's peak counter on CUDA.
+    calls = []
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append(device))
+    colorizer.reset_peak_memory(torch.device("cuda"))
+    colorizer.reset_peak_memory(torch.device("cpu"))
+    assert calls == [torch.device("cuda")]

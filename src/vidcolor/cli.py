@@ -9,21 +9,91 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from vidcolor.errors import Interrupted, VidcolorError
+from vidcolor.errors import Interrupted, VidcolorError, unexpected_failure
+from vidcolor.options import CODECS, DEVICES, ENGINES, MODES, PRECISIONS, PRESETS, choice_enum
+
+try:  # recent typer releases carry their own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer, on click itself
+    from click.exceptions import ClickException, UsageError
+
+# Typed choices: --help lists them and shell completion offers them.
+Mode = choice_enum("Mode", MODES)
+EngineName = choice_enum("EngineName", ENGINES)
+PresetName = choice_enum("PresetName", PRESETS)
+Precision = choice_enum("Precision", PRECISIONS)
+Codec = choice_enum("Codec", CODECS)
+VideoCodec = choice_enum("VideoCodec", tuple(c for c in CODECS if c != "png"))
+
+ENGINE_HELP = "auto: devc when its weights are installed, else classic (no weights needed)."
+DEVICE_HELP = f"{' | '.join(DEVICES)} | cuda:N."
+WEIGHTS_DIR_HELP = ("Folder of converted devc weights to use instead of the installed ones "
+                    "(`vidcolor info` shows where those are).")
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad choice, a missing option) as one line and exit code 2, like every
+    other bad input; the full usage stays one ``--help`` away."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # bare `vidcolor`: the help
+                typer.echo(error.ctx.get_help())
+                sys.exit(error.exit_code)
+            command = error.ctx.command_path if error.ctx is not None else "vidcolor"
+            echo_error(f"{one_line(error.format_message())} (see `{command} --help`)")
+            sys.exit(error.exit_code)
+        except ClickException as error:
+            echo_error(one_line(error.format_message()))
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            echo_error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def one_line(message: str) -> str:
+    # Recent typer releases validate with pydantic, whose messages start "Value error, ".
+    return " ".join(message.replace("Value error, ", "").split())
+
+
+def print_version(value: bool) -> None:
+    if value:
+        from vidcolor import __version__
+
+        typer.echo(f"vidcolor {__version__}")
+        raise typer.Exit()
+
+
+def complete_device(incomplete: str) -> list[str]:
+    return [name for name in DEVICES if name.startswith(incomplete)]
+
 
 app = typer.Typer(
-    add_completion=False,
+    cls=OneLineErrors,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Colorize black-and-white video from a color reference image "
          "(Deep Exemplar-based Video Colorization, CVPR 2019).",
 )
 
-ENGINE_HELP = "auto: devc when its weights are installed, else classic (no weights needed)."
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Options before any command (--version); the app's help is ``help=`` above."""
 
 
 def echo_error(message: str) -> None:
@@ -39,11 +109,17 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 @contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Map VidcolorError and interruptions to one line and an exit code (traceback on --debug)."""
+def user_errors(debug: bool, subject: object = None) -> Iterator[None]:
+    """Map every error and interruption to one line and an exit code (traceback on --debug).
+
+    Errors that are not ours (a library's RuntimeError, OSError, MemoryError...) name
+    ``subject`` (the file the command works on) and their cause, and exit 1.
+    """
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
+    except typer.Exit:
+        raise
     except VidcolorError as error:
         if debug:
             raise
@@ -54,18 +130,49 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         echo_error("interrupted (Ctrl-C); partial output removed")
         raise typer.Exit(130) from None
+    except Exception as error:  # noqa: BLE001 - the last net: one line, never a traceback
+        if debug:
+            raise
+        failure = unexpected_failure(subject or "vidcolor", error)
+        echo_error(str(failure))
+        raise typer.Exit(failure.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def make_colorizer(engine: str, device: str, precision: str, mode: str, preset: str,
-                   quiet: bool):
+                   quiet: bool, weights_dir: Path | None = None):
     """Options checked first; -q silences notices and warnings (errors are always printed)."""
     from vidcolor.colorizer import Colorizer, check_run_options
 
     check_run_options(mode, preset)
-    return Colorizer(engine=engine, device=device, precision=precision,
+    return Colorizer(engine=engine, device=device, precision=precision, weights_dir=weights_dir,
                      notify=None if quiet else echo_notice)
+
+
+# Options that colorize and batch share, declared once.
+ModeOption = Annotated[Mode, typer.Option(help="exemplar: every frame from the reference; "
+                                          "propagate: the reference is the first frame's colours.")]
+EngineOption = Annotated[EngineName, typer.Option(help=ENGINE_HELP)]
+PresetOption = Annotated[PresetName, typer.Option(help="default: aspect and resolution kept; "
+                                                  "official: the paper's test script exactly.")]
+SizeOption = Annotated[Optional[str], typer.Option(help="Processing size HxW (official: working "
+                                                   "size, default 432x768).")]
+DeviceOption = Annotated[str, typer.Option(help=DEVICE_HELP, autocompletion=complete_device)]
+PrecisionOption = Annotated[Precision, typer.Option(help="Compute precision (half precisions: "
+                                                    "CUDA autocast).")]
+WeightsDirOption = Annotated[Optional[Path], typer.Option("--weights-dir", help=WEIGHTS_DIR_HELP)]
+StartOption = Annotated[Optional[float], typer.Option(help="Start at this time (seconds).")]
+DurationOption = Annotated[Optional[float], typer.Option(help="Colorize this many seconds.")]
+MaxFramesOption = Annotated[Optional[int], typer.Option(min=1, help="Colorize at most N frames.")]
+CrfOption = Annotated[int, typer.Option(min=0, max=51, help="Quality for h264/h265 (lower is "
+                                        "better).")]
+DropStreamsOption = Annotated[bool, typer.Option(help="Drop audio/subtitle streams the output "
+                                                 "container cannot hold.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Frames per batch on the "
+                                              "correspondence side.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+DebugOption = Annotated[bool, typer.Option(help="Show tracebacks.")]
 
 
 @app.command()
@@ -78,40 +185,44 @@ def colorize(
     ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder written by `vidcolor "
                                            "shots --export`: each image pinned to its shot."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file or folder "
-                                          "[default: INPUT.color.EXT beside the input]."),
-    mode: str = typer.Option("exemplar", help="exemplar | propagate."),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
-    preset: str = typer.Option("default", help="default (aspect and resolution kept) | official "
-                               "(the paper's test script exactly)."),
-    size: Optional[str] = typer.Option(None, help="Processing size HxW (official: working size, "
-                                       "default 432x768)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
-    precision: str = typer.Option("auto", help="auto | float32 | float64 | bfloat16 | float16."),
-    start: Optional[float] = typer.Option(None, help="Start at this time (seconds)."),
-    duration: Optional[float] = typer.Option(None, help="Colorize this many seconds."),
-    max_frames: Optional[int] = typer.Option(None, min=1, help="Colorize at most N frames."),
-    codec: str = typer.Option("h264", help="h264 | h265 | ffv1 (lossless) | png (frame folder)."),
-    crf: int = typer.Option(18, min=0, max=51, help="Quality for h264/h265 (lower is better)."),
+                                          "(default: INPUT.color.EXT beside the input)."),
+    mode: ModeOption = Mode("exemplar"),
+    engine: EngineOption = EngineName("auto"),
+    preset: PresetOption = PresetName("default"),
+    size: SizeOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = Precision("auto"),
+    weights_dir: WeightsDirOption = None,
+    start: StartOption = None,
+    duration: DurationOption = None,
+    max_frames: MaxFramesOption = None,
+    codec: Codec = typer.Option(Codec("h264"), help="ffv1: lossless; png: a folder of frames."),
+    crf: CrfOption = 18,
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
-    drop_unsupported_streams: bool = typer.Option(
-        False, help="Drop audio/subtitle streams the output container cannot hold."),
+    drop_unsupported_streams: DropStreamsOption = False,
     report: Optional[Path] = typer.Option(None, help="Write a JSON report of the run here."),
     compare: Optional[Path] = typer.Option(None, help="Also write a side-by-side input|output video."),
-    batch_size: int = typer.Option(4, min=1, help="Frames per batch on the correspondence side."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    batch_size: BatchSizeOption = 4,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Colorize a video (or frames, or an image) from a color reference."""
     from vidcolor.pipeline.presets import parse_size
 
-    with user_errors(debug):
+    with user_errors(debug, input):
         processing_size = parse_size(size)
-        colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
+        if report is not None:  # before the engine loads; colorize_video checks it again
+            from vidcolor.io.atomic import check_file_target
+
+            check_file_target(report, "report", not_same_as=(input,))
+        colorizer = make_colorizer(engine.value, device, precision.value, mode.value,
+                                   preset.value, quiet, weights_dir)
         summary = colorizer.colorize_video(
-            input, ref, output, mode=mode, preset=preset, size=processing_size, start=start,
-            duration=duration, max_frames=max_frames, codec=codec, crf=crf, overwrite=overwrite,
-            drop_unsupported_streams=drop_unsupported_streams, report=report, compare=compare,
-            batch_size=batch_size, quiet=quiet, ref_dir=ref_dir)
+            input, ref, output, mode=mode.value, preset=preset.value, size=processing_size,
+            start=start, duration=duration, max_frames=max_frames, codec=codec.value, crf=crf,
+            overwrite=overwrite, drop_unsupported_streams=drop_unsupported_streams,
+            report=report, compare=compare, batch_size=batch_size, quiet=quiet,
+            ref_dir=ref_dir)
         if not quiet:
             typer.echo(f"wrote {summary.output}: {summary.frames} frames in {summary.seconds:.1f} s "
                        f"({summary.fps:.2f} fps, {summary.engine} engine, {summary.preset} preset)")
@@ -120,44 +231,70 @@ def colorize(
 @app.command()
 def batch(
     folder: Path = typer.Argument(..., help="Folder of videos."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: FOLDER/colored]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: FOLDER/colored)."),
     ref: Optional[Path] = typer.Option(None, "--ref", "-r", help="One reference for every video."),
-    mode: str = typer.Option("exemplar", help="exemplar | propagate."),
-    engine: str = typer.Option("auto", help=ENGINE_HELP),
-    preset: str = typer.Option("default", help="default | official."),
-    size: Optional[str] = typer.Option(None, help="Processing size HxW."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps."),
-    precision: str = typer.Option("auto", help="auto | float32 | float64 | bfloat16 | float16."),
-    codec: str = typer.Option("h264", help="h264 | h265 | ffv1."),
-    crf: int = typer.Option(18, min=0, max=51),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    debug: bool = typer.Option(False, help="Show tracebacks."),
+    mode: ModeOption = Mode("exemplar"),
+    engine: EngineOption = EngineName("auto"),
+    preset: PresetOption = PresetName("default"),
+    size: SizeOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = Precision("auto"),
+    weights_dir: WeightsDirOption = None,
+    start: StartOption = None,
+    duration: DurationOption = None,
+    max_frames: MaxFramesOption = None,
+    codec: VideoCodec = typer.Option(VideoCodec("h264"), help="ffv1: lossless."),
+    crf: CrfOption = 18,
+    overwrite: bool = typer.Option(False, help="Colorize again the files a previous run "
+                                   "finished and replace outputs the batch did not write "
+                                   "(default: skip the first, refuse the second)."),
+    drop_unsupported_streams: DropStreamsOption = False,
+    report: bool = typer.Option(False, help="Write NAME.color.json beside each output and "
+                                "vidcolor-batch-report.json for the whole batch."),
+    compare: bool = typer.Option(False, help="Also write NAME.compare.EXT (input | output) into "
+                                 "the output folder."),
+    batch_size: BatchSizeOption = 4,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Colorize every video of FOLDER with its reference; rerun to resume."""
+    from vidcolor.batch.outputs import BATCH_REPORT_NAME, compare_path, report_path, write_batch_report
     from vidcolor.batch.runner import job_references, plan_jobs, run_batch
     from vidcolor.pipeline.presets import parse_size
 
-    with user_errors(debug):
+    with user_errors(debug, folder):
         out_dir = out or folder / "colored"
         processing_size = parse_size(size)
         jobs = plan_jobs(folder, out_dir, ref)
-        colorizer = make_colorizer(engine, device, precision, mode, preset, quiet)
+        colorizer = make_colorizer(engine.value, device, precision.value, mode.value,
+                                   preset.value, quiet, weights_dir)
+        summaries, errors = {}, {}
 
         def run(job):
-            return colorizer.colorize_video(job.video, job_references(job), job.output, mode=mode,
-                                            preset=preset, size=processing_size, codec=codec,
-                                            crf=crf, overwrite=True, quiet=quiet)
+            summaries[job.video] = colorizer.colorize_video(
+                job.video, job_references(job), job.output, mode=mode.value, preset=preset.value,
+                size=processing_size, start=start, duration=duration, max_frames=max_frames,
+                codec=codec.value, crf=crf, overwrite=overwrite,
+                drop_unsupported_streams=drop_unsupported_streams,
+                report=report_path(job.output) if report else None,
+                compare=compare_path(job.output) if compare else None,
+                batch_size=batch_size, quiet=quiet)
 
         def on_event(kind, job, message):
             if kind == "noref":
                 echo_notice(f"{job.video}: skipped, no reference found (give --ref, or put "
                             f"{job.video.stem}.jpg beside it)")
             elif kind == "failed":
+                errors[job.video] = message
                 echo_error(message)
+            elif kind == "manifest":
+                echo_notice(message)
             elif kind == "start" and not quiet:
                 typer.echo(f"colorizing {job.video.name} with {job.reference.name}", err=True)
 
-        outcome = run_batch(jobs, out_dir, run, on_event)
+        outcome = run_batch(jobs, out_dir, run, on_event, redo_done=overwrite)
+        if report:
+            write_batch_report(out_dir / BATCH_REPORT_NAME, outcome, summaries, errors)
         if not quiet:
             print_batch_table(outcome)
         if outcome["failed"]:
@@ -225,7 +362,7 @@ def download_weights(
     """Download, verify and convert the paper's released checkpoints."""
     from vidcolor.weights import download
 
-    with user_errors(debug):
+    with user_errors(debug, from_file or source):
         if verify:
             for line in download.verify():
                 typer.echo(line)
@@ -265,7 +402,7 @@ def evaluate(
     """Score a colorization against the truth: PSNR, SSIM, colorfulness, warp error."""
     from vidcolor.eval import evaluation
 
-    with user_errors(debug):
+    with user_errors(debug, output):
         result = evaluation.evaluate(output, gt, input=input, resize=resize)
         for warning in result.warnings:
             echo_notice(warning)
@@ -278,6 +415,25 @@ def evaluate(
             result.to_csv(csv_path)
         if plot:
             evaluation.plot_psnr(result, plot)
+
+
+@app.command()
+def info(
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    verify: bool = typer.Option(True, help="Re-check the installed weights' SHA-256 and layout."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Devices and their precisions, devc weights, encoders and library versions."""
+    from vidcolor import info as machine_info
+
+    with user_errors(debug):
+        report = machine_info.collect(verify=verify)
+        if json_output:
+            import json
+
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            typer.echo("\n".join(machine_info.render_lines(report)))
 
 
 @app.command()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import sys
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -20,14 +21,19 @@ import torch
 
 from vidcolor.pipeline import loop
 from vidcolor.devices import resolve_device, resolve_precision
-from vidcolor.errors import OptionError, ProcessingError, WeightsMissingError
+from vidcolor.errors import (
+    OptionError,
+    ProcessingError,
+    VidcolorError,
+    WeightsMissingError,
+    unexpected_failure,
+)
+from vidcolor.options import ENGINES, MODES, PRESETS
 from vidcolor.io.frame import Frame
 from vidcolor.io.prefetch import prefetch
-from vidcolor.pipeline.presets import make_preset
+from vidcolor.pipeline.presets import check_size, make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
-ENGINES = ("auto", "devc", "classic")
-MODES = ("exemplar", "propagate")
 # A run of poorly matched frames shorter than this is not worth a warning (flicker of a cut).
 LOW_CONFIDENCE_MIN_SECONDS = 0.5
 
@@ -46,7 +52,7 @@ class RunSummary:
     frames: int = 0
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float | None = None  # None where the platform cannot tell: left out
     confidence: list[float] = field(default_factory=list)
     decode_errors: int = 0
     truncated: bool = False
@@ -60,8 +66,36 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self, path: Path) -> None:
-        data = asdict(self) | {"fps": self.fps}
-        Path(path).write_text(json.dumps(data, indent=2, default=str))
+        """Written atomically, like the outputs."""
+        from vidcolor.io.atomic import write_text_atomic
+
+        data = {k: v for k, v in asdict(self).items() if v is not None} | {"fps": self.fps}
+        write_text_atomic(Path(path), json.dumps(data, indent=2, default=str))
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """What one ``colorize_video`` call was asked to do (its keyword arguments, resolved)."""
+
+    src: Path
+    ref: Any
+    dst: Path | None
+    mode: str
+    preset: str
+    size: tuple[int, int] | None
+    start: float | None
+    duration: float | None
+    max_frames: int | None
+    codec: str
+    crf: int
+    overwrite: bool
+    drop_unsupported_streams: bool
+    report: Path | None
+    compare: Path | None
+    batch_size: int
+    quiet: bool
+    ref_dir: Path | None = None
+    detect_shots: bool = True
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
@@ -72,20 +106,29 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
 
 def check_run_options(mode: str, preset: str) -> None:
     """Checked before anything is loaded, so a typo fails at once."""
-    from vidcolor.pipeline.presets import PRESETS
-
     check_choice("--mode", mode, MODES)
     check_choice("--preset", preset, PRESETS)
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak resident memory of this process (and of the GPU when used), in MiB."""
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+def reset_peak_memory(device: torch.device) -> None:
+    """Start the GPU's peak over (per file of a batch); the process RSS peak cannot be reset."""
     if device.type == "cuda":
-        rss += torch.cuda.max_memory_allocated(device) / 2**20
-    return rss
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak resident memory of this process (plus the GPU's peak since the last reset), in
+    MiB; None where the ``resource`` module does not exist (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # getrusage(2): ru_maxrss is in bytes on macOS, in KiB on Linux and the BSDs.
+    rss_bytes = maxrss if sys.platform == "darwin" else maxrss * 1024
+    if device.type == "cuda":
+        rss_bytes += torch.cuda.max_memory_allocated(device)
+    return rss_bytes / 2**20
 
 
 def low_confidence_ranges(confidence: list[float], times: list[float], threshold: float,
@@ -205,83 +248,139 @@ class Colorizer:
         ``vidcolor shots --export`` folder, pinned by name. The video is cut into shots
         (``detect_shots``; never with the official preset, which reproduces the paper's
         script) and each shot colorized on its own with its best or pinned reference.
-        The output is written beside the target and renamed only on success; audio and
-        subtitle streams are copied packet for packet.
+        Every output (``dst``, ``compare``, ``report``) is checked before any work, written
+        beside its target and renamed only on success; audio and subtitle streams are copied
+        packet for packet. Any failure is a ``VidcolorError`` naming ``src``.
         """
-        from vidcolor.io import reader, writer
-        from vidcolor.io.naming import default_output, side_by_side
-        from vidcolor.progress import frame_progress
+        job = FileJob(src=Path(src), ref=ref, dst=None if dst is None else Path(dst), mode=mode,
+                      preset=preset, size=size, start=start, duration=duration,
+                      max_frames=max_frames, codec=codec, crf=crf, overwrite=overwrite,
+                      drop_unsupported_streams=drop_unsupported_streams,
+                      report=None if report is None else Path(report),
+                      compare=None if compare is None else Path(compare),
+                      batch_size=batch_size, quiet=quiet,
+                      ref_dir=None if ref_dir is None else Path(ref_dir),
+                      detect_shots=detect_shots)
+        try:
+            return self._colorize_file(job)
+        except VidcolorError:
+            raise
+        except Exception as error:  # OSError, MemoryError, CUDA OOM, a library's RuntimeError
+            raise unexpected_failure(job.src, error) from error
 
-        src = Path(src)
-        check_run_options(mode, preset)
-        film = self._plan_film(src, ref, ref_dir, mode=mode, start=start, duration=duration,
-                               max_frames=max_frames, detect=detect_shots and preset != "official")
-        with reader.open_clip(src) as clip:
+    def _colorize_file(self, job: "FileJob") -> RunSummary:
+        from vidcolor.io import reader
+        from vidcolor.io.naming import default_output
+
+        check_run_options(job.mode, job.preset)
+        check_size(job.preset, self.engine, job.size)
+        reset_peak_memory(self.device)
+        with reader.open_clip(job.src) as clip:
             info = clip.info
-            dst = Path(dst) if dst is not None else default_output(src, info.kind)
-            for message in writer.check_output(dst, src=src, info=info, overwrite=overwrite,
-                                               codec=codec,
-                                               drop_unsupported_streams=drop_unsupported_streams):
-                self.notify(message)
-            if compare is not None:
-                writer.check_output(Path(compare), src=src, info=info, overwrite=overwrite,
-                                    codec=codec, drop_unsupported_streams=True)
-            summary = RunSummary(input=str(src), output=str(dst), engine=self.engine.name,
-                                 preset=preset, mode=mode, device=str(self.device),
+            job = dataclasses.replace(job, dst=job.dst or default_output(job.src, info.kind))
+            self._check_outputs(job, info)
+            film = self._plan_film(job.src, job.ref, job.ref_dir, mode=job.mode,
+                                   start=job.start, duration=job.duration,
+                                   max_frames=job.max_frames,
+                                   detect=job.detect_shots and job.preset != "official")
+            summary = RunSummary(input=str(job.src), output=str(job.dst), engine=self.engine.name,
+                                 preset=job.preset, mode=job.mode, device=str(self.device),
                                  precision=precision_name(self.dtype, self.autocast),
                                  input_probe=probe_dict(info))
-            keep_luma = preset == "default"
             times = loop.StageTimes()
-            # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
-            frames = closing(prefetch(clip.frames(start=start, duration=duration,
-                                                  max_frames=max_frames), depth=batch_size))
-            total = expected_frames(info, max_frames)
             started = time.perf_counter()
-            timestamps: list[float] = []
-            trimmed = start is not None or duration is not None or max_frames is not None
-            # A picture resampled to another geometry has square pixels.
-            square = dataclasses.replace(info, sample_aspect_ratio=None)
-            with writer.open_writer(dst, info if keep_luma else square, src_path=src,
-                                    codec=codec, crf=crf, overwrite=overwrite,
-                                    keep_luma=keep_luma, trimmed=trimmed,
-                                    drop_unsupported_streams=drop_unsupported_streams) as out, \
-                    optional_writer(compare, square, codec, crf, overwrite, trimmed) as preview, \
-                    frame_progress(f"{src.name}", total, quiet=quiet) as bar, \
-                    frames as decoded:
-                for result in self._stream_film(decoded, (info.height, info.width), film,
-                                                mode=mode, preset=preset, size=size,
-                                                batch_size=batch_size, times=times):
-                    t = time.perf_counter()
-                    out.write(result.rgb, result.source)
-                    if preview is not None:
-                        preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
-                    times.add("encode", t)
-                    summary.confidence.append(result.confidence)
-                    timestamps.append(frame_time(result.source, info))
-                    bar.advance()
-                if not summary.confidence:
-                    raise ProcessingError(f"{src}: no frame could be decoded in the requested range")
+            timestamps = self._encode(job, clip, summary, times, film)
             summary.frames = len(summary.confidence)
             summary.seconds = time.perf_counter() - started
             summary.decode_errors = getattr(clip, "decode_errors", 0)
             summary.truncated = getattr(clip, "truncated", False)
         summary.stage_seconds = dict(times.seconds) | {"shots": film.detect_seconds}
         summary.peak_memory_mb = peak_memory_mb(self.device)
+        self._warn_about_input(summary, timestamps, film)
+        if job.report is not None:
+            self._write_report(summary, job.report)
+        return summary
+
+    def _check_outputs(self, job: "FileJob", info: Any) -> None:
+        """Refuse, before any work, an output, preview or report that cannot be written."""
+        from vidcolor.io import writer
+        from vidcolor.io.atomic import check_file_target
+
+        for message in writer.check_output(job.dst, src=job.src, info=info,
+                                           overwrite=job.overwrite, codec=job.codec,
+                                           drop_unsupported_streams=job.drop_unsupported_streams):
+            self.notify(message)
+        if job.compare is not None:
+            writer.check_output(job.compare, src=job.src, info=info, overwrite=job.overwrite,
+                                codec=job.codec, drop_unsupported_streams=True)
+        if job.report is not None:
+            outputs = tuple(p for p in (job.src, job.dst, job.compare) if p is not None)
+            check_file_target(job.report, "report", not_same_as=outputs)
+
+    def _encode(self, job: "FileJob", clip: Any, summary: RunSummary,
+                times: loop.StageTimes, film) -> list[float]:
+        """The frame loop: decode ahead, colorize, write output (and preview); returns each
+        written frame's time. A failure or a signal aborts every writer (nothing at the target)."""
+        from vidcolor.io import writer
+        from vidcolor.io.preview import side_by_side
+        from vidcolor.progress import frame_progress
+
+        info = clip.info
+        keep_luma = job.preset == "default"
+        trimmed = job.start is not None or job.duration is not None or job.max_frames is not None
+        square = dataclasses.replace(info, sample_aspect_ratio=None)  # resampled: square pixels
+        timestamps: list[float] = []
+        with ExitStack() as stack:  # closed in reverse: decoder first, then bar and writers
+            out = stack.enter_context(writer.open_writer(
+                job.dst, info if keep_luma else square, src_path=job.src, codec=job.codec,
+                crf=job.crf, overwrite=job.overwrite, keep_luma=keep_luma, trimmed=trimmed,
+                drop_unsupported_streams=job.drop_unsupported_streams))
+            preview = None if job.compare is None else stack.enter_context(writer.open_writer(
+                job.compare, square, src_path=None, codec=job.codec, crf=job.crf,
+                overwrite=job.overwrite, keep_luma=False, trimmed=trimmed,
+                drop_unsupported_streams=True))
+            bar = stack.enter_context(frame_progress(job.src.name,
+                                                     expected_frames(info, job.max_frames),
+                                                     quiet=job.quiet))
+            # Decoded ahead in a thread; closed (worker joined) before the clip is closed.
+            decoded = stack.enter_context(closing(prefetch(
+                clip.frames(start=job.start, duration=job.duration, max_frames=job.max_frames),
+                depth=job.batch_size)))
+            for result in self._stream_film(decoded, (info.height, info.width), film,
+                                            mode=job.mode, preset=job.preset, size=job.size,
+                                            batch_size=job.batch_size, times=times):
+                t = time.perf_counter()
+                out.write(result.rgb, result.source)
+                if preview is not None:
+                    preview.write(side_by_side(result.source.rgb, result.rgb), result.source)
+                times.add("encode", t)
+                summary.confidence.append(result.confidence)
+                timestamps.append(frame_time(result.source, info))
+                bar.advance()
+            if not summary.confidence:
+                raise ProcessingError(f"{job.src}: no frame could be decoded in the requested range")
+        return timestamps
+
+    def _warn_about_input(self, summary: RunSummary, timestamps: list[float], film) -> None:
         self._report_shots(summary, film, timestamps)
         if summary.decode_errors:
-            self._warn(summary, f"{src}: {summary.decode_errors} corrupt frame(s) could not be "
-                                "decoded and were skipped")
+            self._warn(summary, f"{summary.input}: {summary.decode_errors} corrupt frame(s) "
+                                "could not be decoded and were skipped")
         if summary.truncated:
-            self._warn(summary, f"{src}: the file is truncated; colorized the {summary.frames} "
-                                "frame(s) that decode")
-        if report is not None:
-            try:
-                with reader.open_clip(dst) as written:
-                    summary.output_probe = probe_dict(written.info)
-            except Exception as error:  # the report must not fail a finished run
-                summary.output_probe = {"error": str(error)}
-            summary.to_json(Path(report))
-        return summary
+            self._warn(summary, f"{summary.input}: the file is truncated; colorized the "
+                                f"{summary.frames} frame(s) that decode")
+
+    def _write_report(self, summary: RunSummary, path: Path) -> None:
+        from vidcolor.io import reader
+        from vidcolor.io.atomic import remove_stale_partials
+
+        try:
+            with reader.open_clip(Path(summary.output)) as written:
+                summary.output_probe = probe_dict(written.info)
+        except Exception as error:  # the probe must not fail a finished run
+            summary.output_probe = {"error": str(error)}
+        remove_stale_partials(path)  # a killed earlier run's temporary report
+        summary.to_json(path)
 
     # -- edited films (pipeline/film.py, pipeline/shots.py) ---------------------------------------
 
@@ -342,7 +441,7 @@ class Colorizer:
         self.notify(message)
 
     def _warn_low_confidence(self, summary: RunSummary, timestamps: list[float]) -> None:
-        threshold = getattr(self.engine, "low_confidence", None)
+        threshold = self.engine.low_confidence
         if threshold is None or not summary.confidence:
             return
         ranges = low_confidence_ranges(summary.confidence, timestamps, threshold)
@@ -375,28 +474,3 @@ def frame_time(frame: Frame, info: Any) -> float:
 def probe_dict(info: Any) -> dict[str, Any]:
     return {k: (str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
             for k, v in asdict(info).items()}
-
-
-class optional_writer:
-    """The ``--compare`` preview writer, or nothing."""
-
-    def __init__(self, path, info, codec: str, crf: int, overwrite: bool, trimmed: bool):
-        self.path, self.info, self.codec, self.crf = path, info, codec, crf
-        self.overwrite, self.trimmed = overwrite, trimmed
-        self.inner = None
-
-    def __enter__(self):
-        if self.path is None:
-            return None
-        from vidcolor.io import writer
-
-        self.inner = writer.open_writer(Path(self.path), self.info, src_path=None,
-                                        codec=self.codec, crf=self.crf, overwrite=self.overwrite,
-                                        keep_luma=False, trimmed=self.trimmed,
-                                        drop_unsupported_streams=True)
-        return self.inner.__enter__()
-
-    def __exit__(self, *exc):
-        if self.inner is None:
-            return False
-        return self.inner.__exit__(*exc)

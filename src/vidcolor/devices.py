@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from vidcolor.errors import OptionError
+from vidcolor.options import DEVICES, PRECISIONS
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "float32", "float64", "bfloat16", "float16")
 HALF_PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

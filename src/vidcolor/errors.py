@@ -58,3 +58,28 @@ class Interrupted(VidcolorError):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# Advice for every out-of-memory failure: both options shrink what one step holds.
+OUT_OF_MEMORY_ADVICE = "try a smaller --batch-size or --size"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """MemoryError, torch's CUDA/MPS ``OutOfMemoryError``, or a backend's "out of memory" text."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or "out of memory" in str(error).lower())
+
+
+def unexpected_failure(subject: object, error: BaseException) -> ProcessingError:
+    """A failure no check of ours foresaw (OSError, MemoryError, CUDA out of memory, a library's
+    RuntimeError) as one line naming the file and the cause; the CLI exits 1 with it."""
+    if is_out_of_memory(error):
+        text = str(error).lower()
+        where = "GPU " if "cuda" in text or "gpu" in text or "mps" in text else ""
+        return ProcessingError(f"{subject}: out of {where}memory; {OUT_OF_MEMORY_ADVICE}")
+    if isinstance(error, OSError) and error.strerror:
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(subject) else ""
+        return ProcessingError(f"{subject}: {error.strerror}{where}")
+    lines = str(error).strip().splitlines()
+    cause = lines[0] if lines else "no message"
+    return ProcessingError(f"{subject}: {type(error).__name__}: {cause}")

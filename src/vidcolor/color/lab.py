@@ -5,9 +5,9 @@ official DEVC code uses for its input and output (REFERENCE.md §2, §7), so a f
 here matches the official pre-processing up to floating-point rounding. Works in float32 and
 float64; the dtype of the input is kept.
 
-Also here: the official normalisation of Lab for the networks (centred L, raw ab) and the
-official repository's own ``tensor_lab2rgb``, which differs from skimage on purpose
-(REFERENCE.md §3) and feeds the reference to VGG.
+Also here: the official normalisation of Lab for the networks (centred L, raw ab). The official
+repository's own ``tensor_lab2rgb``, which differs from skimage on purpose, is in
+``color/official.py`` with the release's other quirks.
 """
 
 from __future__ import annotations
@@ -38,14 +38,6 @@ LAB_EPSILON = 0.008856  # (6/29)^3 rounded as in skimage: cube root above, linea
 LAB_KAPPA_SLOPE = 7.787  # slope of the linear segment, (29/6)^2 / 3 rounded
 LAB_F_THRESHOLD = 0.2068966  # 6/29 rounded: inverse knee used by skimage and the official code
 LAB_F_OFFSET = 16.0 / 116.0
-
-# The official repository's hard-coded XYZ -> linear RGB matrix in tensor_lab2rgb
-# (utils/util.py:379-414, REFERENCE.md §3). Not exactly inv(XYZ_FROM_RGB): kept on purpose.
-OFFICIAL_RGB_FROM_XYZ = (
-    (3.24048134, -1.53715152, -0.49853633),
-    (-0.96925495, 1.87599, 0.04155593),
-    (0.05564664, -0.20404134, 1.05731107),
-)
 
 
 def _check_image(x: torch.Tensor, name: str) -> None:
@@ -117,11 +109,13 @@ def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
     return 116.0 * _lab_f(luminance) - 16.0
 
 
-def lab_to_rgb(lab: torch.Tensor, clip: bool = False) -> torch.Tensor:
+def lab_to_rgb(lab: torch.Tensor, clip: bool = False, rgb_from_xyz=None) -> torch.Tensor:
     """CIELAB -> sRGB. Unclipped by default so out-of-gamut colours survive a round trip.
 
     With ``clip=True`` it reproduces ``skimage.color.lab2rgb`` exactly in behaviour: negative
     Z is set to 0 (skimage's "invalid pixels") and the result is clipped to [0, 1].
+    ``rgb_from_xyz``: a 3x3 matrix instead of the exact inverse of ``XYZ_FROM_RGB`` (the
+    official release hard-codes its own, ``color/official.py``).
     """
     _check_image(lab, "lab_to_rgb")
     lightness, a, b = lab.unbind(-3)
@@ -131,7 +125,8 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = False) -> torch.Tensor:
     if clip:
         fz = fz.clamp_min(0.0)
     xyz = _lab_f_inverse(torch.stack((fx, fy, fz), dim=-3)) * _white(lab)
-    rgb = linear_to_srgb(_apply_matrix(_rgb_from_xyz(lab), xyz))
+    matrix = _rgb_from_xyz(lab) if rgb_from_xyz is None else _matrix(rgb_from_xyz, lab)
+    rgb = linear_to_srgb(_apply_matrix(matrix, xyz))
     return rgb.clamp(0.0, 1.0) if clip else rgb
 
 
@@ -148,19 +143,3 @@ def uncenter_lab(centred: torch.Tensor) -> torch.Tensor:
     lightness, ab = centred[..., :1, :, :], centred[..., 1:, :, :]
     return torch.cat((lightness * L_NORM + L_MEAN, ab * AB_NORM + AB_MEAN), dim=-3)
 
-
-def official_lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """The official ``tensor_lab2rgb`` (utils/util.py:379-414), quirks included (REFERENCE.md §3).
-
-    Input is un-centred Lab (L in [0, 100]). Differs from :func:`lab_to_rgb` in three ways the
-    official reference VGG pass depends on: fz < 0 is set to 0, the XYZ -> RGB matrix is the
-    repository's hard-coded one, and the result is clamped to [0, 1].
-    """
-    _check_image(lab, "official_lab_to_rgb")
-    lightness, a, b = lab.unbind(-3)
-    fy = (lightness + 16.0) / 116.0
-    fx = a / 500.0 + fy
-    fz = (fy - b / 200.0).clamp_min(0.0)
-    xyz = _lab_f_inverse(torch.stack((fx, fy, fz), dim=-3)) * _white(lab)
-    rgb = linear_to_srgb(_apply_matrix(_matrix(OFFICIAL_RGB_FROM_XYZ, lab), xyz))
-    return rgb.clamp(0.0, 1.0)

@@ -1,10 +1,12 @@
-"""The official test script's pre- and post-processing, reproduced bit for bit.
+"""Every quirk of the official release in one place, reproduced bit for bit.
 
 The ``official`` preset exists to prove that we compute what the paper's code computes, so
-every step here follows the official release exactly (REFERENCE.md §2 and §7), rounding and
-truncation included, and uses the same library calls (scikit-image) where the release does.
-The pieces are pure functions; the lead's ``engine.py`` composes them with the network and
-H4's fast global smoother.
+every step here follows the official release exactly (REFERENCE.md §2, §3 and §7), rounding
+and truncation included, and uses the same library calls (scikit-image) where the release
+does: the cover-resize and crop of the input, its Lab conversion, its own Lab -> RGB for the
+reference's VGG pass, the x1.25 chroma gain and fast global smoother of the output, and the
+uint8 truncation at the end. The pieces are pure functions; ``pipeline/presets.py`` composes
+them with an engine.
 """
 
 from __future__ import annotations
@@ -14,10 +16,23 @@ import torch
 from skimage import color as skcolor
 from skimage import transform as sktransform
 
-from vidcolor.color.lab import L_MEAN, L_NORM
-from vidcolor.color.smooth import luminance_guide
+from vidcolor.color.depth import UINT8_MAX
+from vidcolor.color.lab import L_MEAN, L_NORM, lab_to_rgb
+from vidcolor.color.smooth import OFFICIAL_FGS_LAMBDA, OFFICIAL_FGS_SIGMA, fgs_filter, luminance_guide
 
-UINT8_MAX = 255.0
+# The official repository's hard-coded XYZ -> linear RGB matrix in tensor_lab2rgb
+# (utils/util.py:379-414, REFERENCE.md §3). Not exactly inv(XYZ_FROM_RGB): kept on purpose.
+OFFICIAL_RGB_FROM_XYZ = (
+    (3.24048134, -1.53715152, -0.49853633),
+    (-0.96925495, 1.87599, 0.04155593),
+    (0.05564664, -0.20404134, 1.05731107),
+)
+# "ab * 1.25" after the x2 upsample of the network's ab: a saturation boost (REFERENCE.md §7,
+# test.py:99-117).
+OFFICIAL_CHROMA_GAIN = 1.25
+# feature_normalize's epsilon, ``x / (||x|| + 2.22e-16)`` (utils/util.py:155-158): both engines
+# normalise features per position with it.
+FEATURE_NORM_EPSILON = 2.22e-16
 
 
 def _check_rgb_uint8(rgb: np.ndarray, name: str) -> None:
@@ -143,6 +158,29 @@ def official_to_rgb_uint8(l_centred_full, ab_full) -> np.ndarray:
     lab = np.concatenate((lightness[None], ab), axis=0).astype(np.float64).transpose(1, 2, 0)
     rgb = np.clip(skcolor.lab2rgb(lab), 0.0, 1.0)
     return (rgb * UINT8_MAX).astype(np.uint8)
+
+
+def official_lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """The official ``tensor_lab2rgb`` (utils/util.py:379-414), quirks included (REFERENCE.md §3).
+
+    Input is un-centred Lab (L in [0, 100]). Differs from ``lab_to_rgb`` in the three ways the
+    official reference VGG pass depends on: fz < 0 is set to 0, the XYZ -> RGB matrix is the
+    repository's hard-coded one, and the result is clamped to [0, 1].
+    """
+    return lab_to_rgb(lab, clip=True, rgb_from_xyz=OFFICIAL_RGB_FROM_XYZ)
+
+
+def postprocess_ab(ab: torch.Tensor, l_centred: torch.Tensor) -> torch.Tensor:
+    """The release's post-processing of the network's ab, already at the working size:
+    x1.25, then the fast global smoother guided by the frame's L (REFERENCE.md §7).
+
+    ``ab`` (1, 2, H, W) in any float dtype, ``l_centred`` (1, 1, H, W) -> (1, 2, H, W) float32:
+    the release's smoother is OpenCV's, which only takes float32.
+    """
+    guide = fgs_guide(l_centred[0, 0])
+    boosted = (ab * OFFICIAL_CHROMA_GAIN)[0].float().numpy()
+    smoothed = fgs_filter(boosted, guide, lam=OFFICIAL_FGS_LAMBDA, sigma=OFFICIAL_FGS_SIGMA)
+    return torch.as_tensor(np.asarray(smoothed), dtype=torch.float32)[None]
 
 
 def fgs_guide(l_centred_full) -> np.ndarray:

@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vidcolor.color.depth import UINT8_MAX
+from vidcolor.color.lab import L_MEAN, L_RANGE
+
 # OpenCV's defaults, used by the official test script (REFERENCE.md §7, test.py:31-33).
 OFFICIAL_FGS_LAMBDA = 500.0
 OFFICIAL_FGS_SIGMA = 4.0
@@ -45,7 +48,7 @@ def luminance_guide(l_centred) -> np.ndarray:
     if l_centred.ndim != 2:
         raise ValueError(f"luminance_guide: expected (H, W) centred L, got shape "
                          f"{l_centred.shape}")
-    scaled = (l_centred + np.float32(50.0)) * np.float32(255.0) / np.float32(100.0)
+    scaled = (l_centred + np.float32(L_MEAN)) * np.float32(UINT8_MAX) / np.float32(L_RANGE)
     return np.clip(scaled, 0.0, 255.0).astype(np.uint8)
 
 

@@ -22,18 +22,6 @@ def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), k, stride=1)
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float = GUIDED_EPS
-                  ) -> torch.Tensor:
-    """Gray-guide guided filter. guide (B, 1, H, W), src (B, C, H, W) -> (B, C, H, W)."""
-    mean_i = box_mean(guide, radius)
-    mean_p = box_mean(src, radius)
-    cov_ip = box_mean(guide * src, radius) - mean_i * mean_p
-    var_i = box_mean(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box_mean(a, radius) * guide + box_mean(b, radius)
-
-
 def guided_coefficients(ab: torch.Tensor, luminance: torch.Tensor, radius: int = 1,
                         eps: float = GUIDED_EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Low-resolution maps A, B with ab ≈ A·L + B, from ab (B, 2, h, w) and the full-resolution
@@ -61,14 +49,3 @@ def upsample_rows(maps: torch.Tensor, size: tuple[int, int], rows: tuple[int, in
     grid = grid.expand(maps.shape[0], -1, -1, -1).to(maps.device)
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-
-def guided_upsample(ab: torch.Tensor, luminance: torch.Tensor, radius: int = 1,
-                    eps: float = GUIDED_EPS) -> torch.Tensor:
-    """ab (B, 2, h, w) -> (B, 2, H, W) following the edges of luminance (B, 1, H, W) in [0, 1]."""
-    a, b = guided_coefficients(ab, luminance, radius, eps)
-    if a.shape[-2:] == luminance.shape[-2:]:
-        return b
-    size = tuple(luminance.shape[-2:])
-    maps = upsample_rows(torch.cat([a, b]), size, (0, size[0]))
-    n = ab.shape[0]
-    return maps[:n] * luminance.to(ab.dtype) + maps[n:]

@@ -47,6 +47,14 @@ class Engine(Protocol):
     name: str
     device: torch.device
     dtype: torch.dtype
+    # True: the engine's ab is the paper network's, which the official release post-processes
+    # (x1.25 gain and the fast global smoother, ``color/official.py``); False: the engine
+    # already spreads its colours edge-aware and its ab is used as it is.
+    official_postprocess: bool
+    # Mean per-frame confidence below which the reference is reported as matching poorly, on
+    # this engine's own confidence scale; None: the engine's confidence is not calibrated for
+    # such a warning.
+    low_confidence: float | None
 
     def check_working_size(self, height: int, width: int) -> None:
         """Raise ``OptionError`` naming valid sizes if the engine cannot run at this size."""

@@ -21,6 +21,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from vidcolor.color.depth import to_8bit_scale
+from vidcolor.color.lab import L_RANGE
 from vidcolor.eval import metrics
 from vidcolor.errors import InputError, OutputError, UsageError
 from vidcolor.io.frame import Frame
@@ -184,13 +186,6 @@ def flow_method_name() -> str:
             f"occlusion check ({flow.DEFAULT_CONSISTENCY_TOLERANCE} px)")
 
 
-def _to_8bit_scale(rgb: np.ndarray) -> np.ndarray:
-    """RGB as float64 on the 8-bit scale, whatever the source depth (16-bit is scaled)."""
-    if rgb.dtype == np.uint16:
-        return rgb.astype(np.float64) * (255.0 / 65535.0)
-    return rgb.astype(np.float64)
-
-
 def _resized(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize on the 8-bit float scale, antialiased when shrinking."""
     from skimage.transform import resize
@@ -269,6 +264,58 @@ def _count_warning(counts: dict[str, int], paths: dict[str, str], scored: int) -
     return f"frame counts differ ({listing}): scored the first {scored} frames"
 
 
+def _pictures(group: dict[str, Frame], size: tuple[int, int], resize: bool,
+              paths: dict[str, str]) -> dict[str, np.ndarray]:
+    """One frame of every clip on the 8-bit float scale, at the truth's size (or refused)."""
+    pictures = {}
+    for role, frame in group.items():
+        picture = to_8bit_scale(frame.rgb)
+        if picture.shape[:2] != size:
+            if not resize:
+                raise InputError(
+                    f"{paths[role]}: frame {frame.index + 1} is "
+                    f"{picture.shape[1]}x{picture.shape[0]}, not the truth's "
+                    f"{size[1]}x{size[0]}; pass --resize to scale it")
+            picture = _resized(picture, size)
+        pictures[role] = picture
+    return pictures
+
+
+def _score_frame(number: int, pictures: dict[str, np.ndarray], previous: _PairState | None,
+                 temporal: bool) -> tuple[FrameScores, _PairState | None]:
+    """Scores of frame ``number`` (1-based) and what the next frame's warp error needs."""
+    output_lab = metrics.to_lab(pictures["output"])
+    truth_lab = metrics.to_lab(pictures["truth"])
+    flow_lab = metrics.to_lab(pictures["input"]) if "input" in pictures else truth_lab
+    warp_output = warp_truth = current = None
+    cut = False
+    if temporal:
+        current = _PairState((flow_lab[..., 0] / L_RANGE).astype(np.float32),
+                             output_lab[..., 1:], truth_lab[..., 1:])
+        warp_output, warp_truth, cut = _temporal_scores(previous, current)
+    scores = FrameScores(
+        frame=number,
+        psnr_rgb=metrics.psnr(pictures["output"], pictures["truth"]),
+        psnr_ab=metrics.psnr_ab(output_lab, truth_lab),
+        ssim=metrics.ssim(pictures["output"], pictures["truth"]),
+        colorfulness_output=metrics.colorfulness(pictures["output"]),
+        colorfulness_truth=metrics.colorfulness(pictures["truth"]),
+        warp_error_output=warp_output, warp_error_truth=warp_truth, cut_before=cut)
+    return scores, current
+
+
+def _summary_warnings(result: EvalResult, counts: dict[str, int], paths: dict[str, str],
+                      temporal: bool) -> list[str]:
+    warnings = []
+    warning = _count_warning(counts, paths, len(result.frames))
+    if warning:
+        warnings.append(warning)
+    if temporal and len(result.frames) > 1 and result.warp_pairs == 0:
+        warnings.append("no frame pair could be scored for warp error "
+                        "(every pair crosses a cut or fails the flow check)")
+    return warnings
+
+
 def evaluate(output: str | Path, gt: str | Path, *, input: str | Path | None = None,
              resize: bool = False, progress: ProgressCallback | None = None,
              temporal: bool = True) -> EvalResult:
@@ -301,35 +348,10 @@ def evaluate(output: str | Path, gt: str | Path, *, input: str | Path | None = N
             flow_luminance=("input" if input is not None else "truth") if temporal else None)
         previous: _PairState | None = None
         for group in _common_frames(streams, counts):
-            pictures = {}
-            for role, frame in group.items():
-                picture = _to_8bit_scale(frame.rgb)
-                if picture.shape[:2] != size:
-                    if not resize:
-                        raise InputError(
-                            f"{paths[role]}: frame {frame.index + 1} is "
-                            f"{picture.shape[1]}x{picture.shape[0]}, not the truth's "
-                            f"{size[1]}x{size[0]}; pass --resize to scale it")
-                    picture = _resized(picture, size)
-                pictures[role] = picture
-            output_lab = metrics.to_lab(pictures["output"])
-            truth_lab = metrics.to_lab(pictures["truth"])
-            flow_lab = metrics.to_lab(pictures["input"]) if "input" in pictures else truth_lab
-            warp_output = warp_truth = None
-            cut = False
-            if temporal:
-                current = _PairState((flow_lab[..., 0] / 100.0).astype(np.float32),
-                                     output_lab[..., 1:], truth_lab[..., 1:])
-                warp_output, warp_truth, cut = _temporal_scores(previous, current)
-                previous = current
-            result.frames.append(FrameScores(
-                frame=len(result.frames) + 1,
-                psnr_rgb=metrics.psnr(pictures["output"], pictures["truth"]),
-                psnr_ab=metrics.psnr_ab(output_lab, truth_lab),
-                ssim=metrics.ssim(pictures["output"], pictures["truth"]),
-                colorfulness_output=metrics.colorfulness(pictures["output"]),
-                colorfulness_truth=metrics.colorfulness(pictures["truth"]),
-                warp_error_output=warp_output, warp_error_truth=warp_truth, cut_before=cut))
+            scores, previous = _score_frame(len(result.frames) + 1,
+                                            _pictures(group, size, resize, paths), previous,
+                                            temporal)
+            result.frames.append(scores)
             if progress is not None:
                 progress(len(result.frames), total)
     result.output_frames = counts["output"]
@@ -337,12 +359,7 @@ def evaluate(output: str | Path, gt: str | Path, *, input: str | Path | None = N
     result.input_frames = counts.get("input")
     if not result.frames:
         raise InputError(f"{paths['output']}: no frame in common with {paths['truth']}")
-    warning = _count_warning(counts, paths, len(result.frames))
-    if warning:
-        result.warnings.append(warning)
-    if temporal and len(result.frames) > 1 and result.warp_pairs == 0:
-        result.warnings.append("no frame pair could be scored for warp error "
-                               "(every pair crosses a cut or fails the flow check)")
+    result.warnings.extend(_summary_warnings(result, counts, paths, temporal))
     return result
 
 

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.ndimage import correlate1d
 from skimage.color import rgb2lab
 
+from vidcolor.color.depth import to_unit_float
+
 # 8-bit RGB: the paper reports PSNR on 8-bit frames.
 RGB_DATA_RANGE = 255.0
 # ab channels are scored with the 8-bit Lab encoding's span, [-128, 127] -> 255, so PSNR-ab
@@ -152,7 +154,7 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     """HxWx3 RGB (uint8, uint16, or float on the 8-bit scale) -> CIELAB D65 float64."""
     _check_rgb("to_lab", rgb)
     if rgb.dtype == np.uint16:
-        unit = rgb.astype(np.float64) / 65535.0
+        unit = to_unit_float(rgb, np.float64)
     else:
         unit = np.asarray(rgb, dtype=np.float64) / RGB_DATA_RANGE
     return rgb2lab(np.clip(unit, 0.0, 1.0))

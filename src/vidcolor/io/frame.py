@@ -33,8 +33,3 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.rgb.shape[1])
-
-    def rgb_float(self) -> np.ndarray:
-        """RGB as float32 in [0, 1], whatever the bit depth."""
-        scale = 255.0 if self.rgb.dtype == np.uint8 else 65535.0
-        return self.rgb.astype(np.float32) / scale

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vidcolor.color.depth import UINT16_MAX, convert_depth
 from vidcolor.errors import InputError, OutputError, ProcessingError, VidcolorError
 from vidcolor.io import one_line_cause
+from vidcolor.io.atomic import temp_beside
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
@@ -35,7 +37,6 @@ PNG_COMPRESS_LEVEL = 3
 # Pillow modes that hold 16-bit greyscale (exact in Pillow), and 32-bit int greyscale that
 # 16-bit PNGs/TIFFs can also open as.
 _GREY16_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
-_U16_MAX = np.iinfo(np.uint16).max
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -99,7 +100,7 @@ def _pillow_to_rgb(img: Image.Image) -> np.ndarray:
     """Any Pillow mode -> HxWx3 uint8, or uint16 for 16/32-bit greyscale."""
     if img.mode in _GREY16_MODES or img.mode == "I":
         grey = np.asarray(img)
-        grey = np.clip(grey, 0, _U16_MAX).astype(np.uint16)
+        grey = np.clip(grey, 0, UINT16_MAX).astype(np.uint16)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode != "RGB":
         # Pillow's own conversions: palette expanded, alpha dropped, CMYK/YCbCr/LAB converted,
@@ -205,12 +206,6 @@ def _check_rgb(rgb: np.ndarray, path: Path) -> None:
         raise ValueError(f"{path}: expected uint8 or uint16 pixels, got {rgb.dtype}")
 
 
-def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    if rgb.dtype == np.uint8:
-        return rgb
-    return np.round(rgb.astype(np.float32) / 257.0).astype(np.uint8)  # 65535 / 255 = 257
-
-
 def _write_deep(path: Path, rgb: np.ndarray, codec: str, pix_fmt: str) -> None:
     """16-bit RGB through PyAV's PNG/TIFF encoder (Pillow cannot write 48-bit colour)."""
     import av
@@ -238,11 +233,11 @@ def write_image_file(path: Path, rgb: np.ndarray, suffix: str) -> None:
         else:
             Image.fromarray(rgb, "RGB").save(path, format="TIFF", compression="tiff_deflate")
     elif suffix in (".jpg", ".jpeg"):
-        Image.fromarray(_to_uint8(rgb), "RGB").save(
+        Image.fromarray(convert_depth(rgb, np.uint8), "RGB").save(
             path, format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING
         )
     elif suffix == ".bmp":
-        Image.fromarray(_to_uint8(rgb), "RGB").save(path, format="BMP")
+        Image.fromarray(convert_depth(rgb, np.uint8), "RGB").save(path, format="BMP")
     else:
         wanted = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise OutputError(f"{path}: unknown image extension {suffix!r} (use one of {wanted})")
@@ -256,7 +251,7 @@ def save_image(path: str | Path, rgb: np.ndarray) -> None:
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         wanted = ", ".join(sorted(IMAGE_EXTENSIONS))
         raise OutputError(f"{path}: unknown image extension {path.suffix!r} (use one of {wanted})")
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    tmp = temp_beside(path, path.suffix)
     try:
         write_image_file(tmp, np.ascontiguousarray(rgb), path.suffix)
         os.replace(tmp, path)

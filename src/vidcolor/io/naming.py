@@ -1,12 +1,11 @@
-"""Output naming and the side-by-side preview picture."""
+"""File names: which files count as videos, and the default output name of an input."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# Files taken as videos by their name (batch folders; a reference that is one is refused).
+VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv"}
 
 
 def default_output(src: Path, kind: str) -> Path:
@@ -16,22 +15,3 @@ def default_output(src: Path, kind: str) -> Path:
     if kind == "image":
         return src.with_name(f"{src.stem}.color.png")
     return src.with_name(f"{src.stem}.color{src.suffix}")
-
-
-def convert_depth(rgb: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """uint8 <-> uint16 by full-scale rescaling (255 <-> 65535)."""
-    if rgb.dtype == dtype:
-        return rgb
-    scale = float(np.iinfo(dtype).max) / float(np.iinfo(rgb.dtype).max)
-    return np.round(rgb.astype(np.float64) * scale).astype(dtype)
-
-
-def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Input | output: the input brought to the output's size and bit depth."""
-    h, w = right.shape[:2]
-    if left.shape[:2] != (h, w):
-        t = torch.from_numpy(left.astype(np.float32)).permute(2, 0, 1)[None]
-        t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        top = float(np.iinfo(left.dtype).max)
-        left = t[0].permute(1, 2, 0).round().clamp(0, top).numpy().astype(left.dtype)
-    return np.concatenate([convert_depth(left, right.dtype), right], axis=1)

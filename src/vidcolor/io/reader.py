@@ -26,6 +26,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
+from vidcolor.color.depth import convert_depth
 from vidcolor.errors import InputError, OptionError
 from vidcolor.io import one_line_cause
 from vidcolor.io.frame import Frame
@@ -359,11 +360,7 @@ class StillsClip(Clip):
                     f"{path}: decoded size {rgb.shape[1]}x{rgb.shape[0]} differs from "
                     f"{self.info.width}x{self.info.height}"
                 )
-            if deep and rgb.dtype == np.uint8:
-                rgb = rgb.astype(np.uint16) * 257  # 255 * 257 = 65535: same scale, exact
-            elif not deep and rgb.dtype == np.uint16:
-                rgb = np.round(rgb / 257.0).astype(np.uint8)
-            yield Frame(index=index, rgb=rgb)
+            yield Frame(index=index, rgb=convert_depth(rgb, np.uint16 if deep else np.uint8))
 
 
 def _probe_stills(path: Path, files: list[Path], kind: str) -> StillsClip:

@@ -7,8 +7,8 @@ and, when the output has the source's size and pixel format, the luma plane is t
 own, bit for bit, so only U and V change. 10-bit in gives 10-bit out.
 
 Everything is written to a hidden temporary file (or folder) beside the target and renamed
-over it only when complete. Any failure, Ctrl-C included, removes the temporary file: the
-target path never holds a partial result.
+over it only when complete (``io/atomic.py``). Any failure, Ctrl-C included, removes the
+temporary file: the target path never holds a partial result.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidcolor.color.depth import convert_depth
 from vidcolor.errors import OutputError, ProcessingError
+from vidcolor.options import CODECS
 from vidcolor.io import one_line_cause
+from vidcolor.io.atomic import check_parent_writable, remove_stale_partials, temp_beside
 from vidcolor.io.frame import Frame
 from vidcolor.io.images import IMAGE_EXTENSIONS, write_image_file
 from vidcolor.io.reader import ClipInfo, KIND_VIDEO, bit_depth_of
@@ -39,7 +42,6 @@ VIDEO_CONTAINERS = {
 # Our codec names -> FFmpeg encoders. "png" is not here: it means a PNG frame folder.
 VIDEO_ENCODERS = {"h264": "libx264", "h265": "libx265", "ffv1": "ffv1"}
 FRAME_FOLDER_CODEC = "png"
-CODECS = (*VIDEO_ENCODERS, FRAME_FOLDER_CODEC)
 
 # mp4/mov: index (moov) first, so the file plays while downloading and survives a cut tail.
 # Matroska: keep negative timestamps (AAC priming packets start before 0) instead of
@@ -137,11 +139,7 @@ def _check(dst: Path, src, info: ClipInfo | None, overwrite: bool, codec: str,
         if kind == "folder" and dst.is_dir() and not _is_frame_folder(dst):
             raise OutputError(f"{dst}: folder holds files other than numbered PNG frames; "
                               "refusing to replace it")
-    parent = dst.absolute().parent
-    if not parent.is_dir():
-        raise OutputError(f"{dst}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{dst}: output folder {parent} is not writable")
+    check_parent_writable(dst)
 
     warnings: list[str] = []
     plan = None
@@ -264,24 +262,12 @@ def rotate_to_stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -turns)) if turns else rgb
 
 
-def _match_depth(rgb: np.ndarray, deep: bool) -> np.ndarray:
-    if deep and rgb.dtype == np.uint8:
-        return rgb.astype(np.uint16) * 257  # 255 * 257 = 65535: same scale, exact
-    if not deep and rgb.dtype == np.uint16:
-        return np.round(rgb / 257.0).astype(np.uint8)
-    return rgb
-
-
 def _check_rgb(rgb: np.ndarray, dst: Path) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"{dst}: expected an HxWx3 RGB array, got "
                          f"{getattr(rgb, 'shape', type(rgb).__name__)}")
     if rgb.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{dst}: expected uint8 or uint16 RGB, got {rgb.dtype}")
-
-
-def _temp_beside(dst: Path, suffix: str = "") -> Path:
-    return dst.with_name(f".{dst.name}.partial-{os.getpid()}{suffix}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +354,7 @@ class ImageWriter(Writer):
     def __init__(self, dst: Path, info: ClipInfo | None, warnings: list[str], overwrite: bool):
         super().__init__(dst, info, warnings)
         self._overwrite = overwrite
-        self._tmp = _temp_beside(dst, dst.suffix)
+        self._tmp = temp_beside(dst, dst.suffix)
 
     def _write(self, rgb, frame) -> None:
         if self.frames_written:
@@ -392,7 +378,7 @@ class FolderWriter(Writer):
     def __init__(self, dst: Path, info: ClipInfo | None, warnings: list[str], overwrite: bool):
         super().__init__(dst, info, warnings)
         self._overwrite = overwrite
-        self._tmp = _temp_beside(dst)
+        self._tmp = temp_beside(dst)
         if self._tmp.exists():
             shutil.rmtree(self._tmp)
         self._tmp.mkdir()
@@ -406,7 +392,7 @@ class FolderWriter(Writer):
         if self.dst.exists():
             if not self._overwrite:
                 raise OutputError(f"{self.dst}: appeared while writing; not replaced")
-            old = _temp_beside(self.dst, ".old")
+            old = temp_beside(self.dst, ".old")
             os.replace(self.dst, old)
         try:
             os.replace(self._tmp, self.dst)
@@ -438,7 +424,7 @@ class VideoWriter(Writer):
         self._trimmed = trimmed
         self._container_format = VIDEO_CONTAINERS[dst.suffix.lower()]
         self._fps = Fraction(fps) if fps else None
-        self._tmp = _temp_beside(dst, dst.suffix)
+        self._tmp = temp_beside(dst, dst.suffix)
         self._out = None
         self._stream = None
         self._copier: PacketCopier | None = None
@@ -456,12 +442,19 @@ class VideoWriter(Writer):
 
     # -- set-up on the first frame (its size and its source decide the format)
     def _setup(self, rgb: np.ndarray, frame: Frame | None) -> None:
-        info = self.info
         source = frame.source if frame is not None else None
         if source is not None and not isinstance(source, av.VideoFrame):
             source = None
-        stored = rotate_to_stored(rgb, self._rotation)
-        height, width = stored.shape[:2]
+        height, width = rotate_to_stored(rgb, self._rotation).shape[:2]
+        self._choose_format(rgb, source, width, height)
+        fps = self._choose_timing(frame)
+        self._stream = self._open_stream(width, height, fps, source)
+        self._copier = self._start_copier(frame)
+
+    def _choose_format(self, rgb: np.ndarray, source: av.VideoFrame | None, width: int,
+                       height: int) -> None:
+        """Bit depth and pixel format of the output, and whether the luma plane is copied."""
+        info = self.info
         source_fmt = source.format.name if source is not None else (info.pix_fmt if info else None)
         if info is not None and info.kind == KIND_VIDEO:
             self._deep = info.bit_depth > 8  # the source's depth wins: 10-bit in, 10-bit out
@@ -473,6 +466,10 @@ class VideoWriter(Writer):
             and (source.width, source.height) == (width, height)
         )
 
+    def _choose_timing(self, frame: Frame | None) -> Fraction:
+        """The stream's time base (the source's own when there is one) and, for a trimmed
+        range, the shift that makes the output start at 0. Returns the frame rate."""
+        info = self.info
         fps = 1 / self._frame_interval()
         if frame is not None and frame.time_base is not None and frame.pts is not None:
             self._time_base = Fraction(frame.time_base)
@@ -482,7 +479,13 @@ class VideoWriter(Writer):
             self._time_base = 1 / fps
         if self._trimmed and frame is not None and frame.pts is not None:
             self._shift_pts = round(frame.pts * Fraction(frame.time_base) / self._time_base)
+        return fps
 
+    def _open_stream(self, width: int, height: int, fps: Fraction,
+                     source: av.VideoFrame | None):
+        """The temporary container and its video stream: encoder options, colour tags, sample
+        aspect ratio and rotation."""
+        info = self.info
         options = CONTAINER_OPTIONS.get(self._container_format, {})
         self._out = av.open(str(self._tmp), "w", format=self._container_format,
                             container_options=options)
@@ -506,15 +509,19 @@ class VideoWriter(Writer):
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         if self._rotation:
             stream.set_display_rotation(self._rotation)
-        self._stream = stream
+        return stream
 
-        if self._plan is not None and self._src_path is not None and (
+    def _start_copier(self, frame: Frame | None) -> PacketCopier | None:
+        """The packet copier of the source's other streams (the written span only, when
+        trimmed), or None when nothing is copied."""
+        if self._plan is None or self._src_path is None or not (
                 self._plan.copied or self._plan.attachments):
-            shift = self._shift_pts * self._time_base
-            window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
-                else None
-            self._copier = PacketCopier(self._src_path, self._out, self._plan,
-                                        window=(window_start, None), shift=shift)
+            return None
+        shift = self._shift_pts * self._time_base
+        window_start = shift if self._trimmed and frame is not None and frame.pts is not None \
+            else None
+        return PacketCopier(self._src_path, self._out, self._plan,
+                            window=(window_start, None), shift=shift)
 
     def _color_tags(self, source) -> dict[str, int]:
         """The source's colour tags (left unset where the source leaves them unspecified).
@@ -559,7 +566,8 @@ class VideoWriter(Writer):
     def _write(self, rgb, frame) -> None:
         if self._stream is None:
             self._setup(rgb, frame)
-        stored = rotate_to_stored(_match_depth(rgb, self._deep), self._rotation)
+        stored = rotate_to_stored(convert_depth(rgb, np.uint16 if self._deep else np.uint8),
+                                  self._rotation)
         if stored.shape[:2] != (self._stream.height, self._stream.width):
             raise ValueError(f"{self.dst}: frame {self.frames_written} is "
                              f"{stored.shape[1]}x{stored.shape[0]} (stored orientation), the "
@@ -622,6 +630,7 @@ def open_writer(dst: str | Path, info: ClipInfo | None, *, src_path: str | Path 
     """
     dst = Path(dst)
     warnings, plan = _check(dst, src_path, info, overwrite, codec, drop_unsupported_streams)
+    remove_stale_partials(dst)  # a killed earlier run's temporary for this target
     kind = output_kind(dst)
     if kind == "image":
         return ImageWriter(dst, info, warnings, overwrite)

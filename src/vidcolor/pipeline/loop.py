@@ -58,28 +58,32 @@ def colorize_stream(engine: Engine, preset: Any, frames: Iterable[Frame], refere
                     times: StageTimes | None = None) -> Iterator[ColorizedFrame]:
     """Colorize ``frames`` against ``reference`` (HxWx3 RGB), yielding each result in order.
 
-    Memory stays flat with video length: at most ``batch_size`` frames are held.
+    Memory stays flat with video length: at most ``batch_size`` frames are held. Inference
+    mode is entered around the engine's work only, never held across a ``yield``: the caller's
+    loop body (and another generator interleaved with this one) runs in its own mode.
     """
     times = times or StageTimes()
     to_engine = {"device": engine.device, "dtype": engine.dtype}
+    t = time.perf_counter()
     with torch.inference_mode():
-        t = time.perf_counter()
         ref_lab = preset.prepare_reference(reference).to(**to_engine)
         ref = engine.prepare_reference(ref_lab)
         state = engine.initial_state(ref, propagate)
-        t = times.add("reference", t)
-        for batch in batched(frames, batch_size):
-            t = times.add("decode", t)
+    t = times.add("reference", t)
+    for batch in batched(frames, batch_size):
+        t = times.add("decode", t)
+        with torch.inference_mode():
             prepared = [preset.prepare(frame.rgb) for frame in batch]
             labs = torch.cat([lab for lab, _ in prepared]).to(**to_engine)
             t = times.add("preprocess", t)
             corr = engine.correspond(labs[:, :1], ref)
-            t = times.add("correspondence", t)
-            for i, frame in enumerate(batch):
+        t = times.add("correspondence", t)
+        for i, frame in enumerate(batch):
+            with torch.inference_mode():
                 ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
                 t = times.add("colorization", t)
                 rgb = preset.finish(engine, ab, labs[i : i + 1], prepared[i][1], frame.rgb)
                 confidence = float(corr.confidence[i].float().mean())
-                t = times.add("postprocess", t)
-                yield ColorizedFrame(frame, rgb, confidence)
-                t = time.perf_counter()  # the consumer's time (encoding) is not ours
+            t = times.add("postprocess", t)
+            yield ColorizedFrame(frame, rgb, confidence)
+            t = time.perf_counter()  # the consumer's time (encoding) is not ours

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor.color import official
-from vidcolor.color.lab import L_MEAN, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
+from vidcolor.color.depth import convert_depth, from_unit_tensor, to_unit_tensor
+from vidcolor.color.lab import L_MEAN, L_RANGE, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
 from vidcolor.color.resize import (
     OFFICIAL_WORKING_SIZE,
     FitPadPlan,
@@ -27,59 +28,21 @@ from vidcolor.color.resize import (
     fit_pad_image,
     plan_fit_pad,
 )
-from vidcolor.color.smooth import fgs_filter
 from vidcolor.color.upsample import guided_coefficients, upsample_rows
 from vidcolor.engines.base import Engine
 from vidcolor.errors import OptionError
-
-PRESETS = ("default", "official")
-
-# Official post-processing constants (REFERENCE.md §7, test.py:31-33 and :99-117).
-OFFICIAL_CHROMA_GAIN = 1.25  # "ab * 1.25" after the x2 upsample: a saturation boost
-FGS_LAMBDA = 500.0
-FGS_SIGMA = 4.0
-L_RANGE = 100.0  # CIELAB L lies in [0, 100]
+from vidcolor.options import PRESETS
 
 
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Bring a 16-bit picture to 8 bits (rounding), leave 8-bit untouched."""
-    if rgb.dtype == np.uint8:
-        return rgb
-    return np.round(rgb.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
-
-
-def rgb_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8/uint16 -> (1, 3, H, W) float32 in [0, 1]."""
-    scale = 255.0 if rgb.dtype == np.uint8 else 65535.0
-    if not (rgb.flags.writeable and rgb.flags.c_contiguous):  # decoder buffers, rot90 views
-        rgb = rgb.copy()
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / scale
-
-
-def tensor_to_rgb(rgb: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> HxWx3 of ``dtype`` (uint8 or uint16), rounded."""
-    scale = 255.0 if dtype == np.uint8 else 65535.0
-    out = (rgb[0].clamp(0, 1) * scale).round().permute(1, 2, 0)
-    return out.cpu().numpy().astype(dtype)
-
-
-def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor, gain: float
-                       ) -> torch.Tensor:
-    """Engine ab -> working-size ab: bilinear up, gain, then the official smoother for devc.
-
-    The classic engine already propagates its colours edge-aware, so it gets neither the gain
-    nor a second smoothing.
-    """
+def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor) -> torch.Tensor:
+    """Engine ab -> working-size ab: bilinear up, then the release's post-processing when the
+    engine's contract asks for it (``Engine.official_postprocess``)."""
     ab = ab.cpu()  # kept in the engine's dtype (float64 runs stay float64 up to the smoother)
     if tuple(ab.shape[-2:]) != tuple(l_work.shape[-2:]):
         ab = F.interpolate(ab, size=tuple(l_work.shape[-2:]), mode="bilinear", align_corners=False)
-    if not getattr(engine, "official_postprocess", False):
+    if not engine.official_postprocess:
         return ab.float()
-    ab = ab * gain
-    guide = official.fgs_guide(l_work[0, 0])
-    # The official smoother is OpenCV's, which only takes float32 (REFERENCE.md §7).
-    smoothed = fgs_filter(ab[0].float().numpy(), guide, lam=FGS_LAMBDA, sigma=FGS_SIGMA)
-    return torch.as_tensor(np.asarray(smoothed), dtype=torch.float32)[None]
+    return official.postprocess_ab(ab, l_work)
 
 
 @dataclass
@@ -94,7 +57,7 @@ class OfficialPreset:
 
     def prepare(self, rgb: np.ndarray) -> tuple[torch.Tensor, None]:
         """Picture -> (1, 3, H, W) float32 centred Lab at the working size (exactly as official)."""
-        cropped = official.cover_crop(to_uint8(rgb), self.working)
+        cropped = official.cover_crop(convert_depth(rgb, np.uint8), self.working)
         return torch.as_tensor(official.official_lab(cropped))[None], None
 
     def prepare_reference(self, rgb: np.ndarray) -> torch.Tensor:
@@ -103,7 +66,7 @@ class OfficialPreset:
     def finish(self, engine: Engine, ab: torch.Tensor, lab_work: torch.Tensor, context: None,
                rgb: np.ndarray) -> np.ndarray:
         l_work = lab_work[:, :1].float().cpu()
-        ab_work = postprocess_chroma(engine, ab, l_work, OFFICIAL_CHROMA_GAIN)
+        ab_work = postprocess_chroma(engine, ab, l_work)
         return official.official_to_rgb_uint8(l_work[0, 0], ab_work[0])
 
 
@@ -126,17 +89,17 @@ class DefaultPreset:
         and the source-resolution centred L that ``finish`` keeps."""
         l_source = torch.empty((1, 1, rgb.shape[0], rgb.shape[1]), dtype=torch.float32)
         for r0, r1 in strips(rgb.shape[0]):
-            l_source[..., r0:r1, :] = rgb_to_lightness(rgb_tensor(rgb[r0:r1])) - L_MEAN
+            l_source[..., r0:r1, :] = rgb_to_lightness(to_unit_tensor(rgb[r0:r1])) - L_MEAN
         return fit_pad(l_source, self.plan), l_source
 
     def prepare_reference(self, rgb: np.ndarray) -> torch.Tensor:
         """The reference is fitted whole into the working size (no colour is cropped away)."""
-        return fit_pad_image(center_lab(rgb_to_lab(rgb_tensor(rgb))), self.plan.working)
+        return fit_pad_image(center_lab(rgb_to_lab(to_unit_tensor(rgb))), self.plan.working)
 
     def finish(self, engine: Engine, ab: torch.Tensor, lab_work: torch.Tensor,
                l_source: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         l_work = lab_work[:, :1].float().cpu()
-        ab_work = postprocess_chroma(engine, ab, l_work, OFFICIAL_CHROMA_GAIN)
+        ab_work = postprocess_chroma(engine, ab, l_work)
         ab_content = crop_content(ab_work, self.plan)
         a, b = guided_coefficients(ab_content, (l_source + L_MEAN) / L_RANGE)
         same_size = a.shape[-2:] == l_source.shape[-2:]
@@ -150,7 +113,7 @@ class DefaultPreset:
                 up = upsample_rows(maps, tuple(l_source.shape[-2:]), (r0, r1))
                 ab_rows = up[:1] * (lightness / L_RANGE) + up[1:]
             lab = torch.cat([lightness, ab_rows], dim=1)
-            out[r0:r1] = tensor_to_rgb(lab_to_rgb(lab), rgb.dtype)
+            out[r0:r1] = from_unit_tensor(lab_to_rgb(lab), rgb.dtype)
         return out
 
 
@@ -173,6 +136,25 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def check_size_usable(engine: Engine, size: tuple[int, int]) -> None:
+    """A processing box smaller than the engine's smallest working size would only be padded
+    up to it: an analysis of a few pixels. Refused, naming the minimum."""
+    minimum = engine.valid_working_size(1, 1)  # the smallest size the engine runs at
+    if size[0] < minimum[0] or size[1] < minimum[1]:
+        raise OptionError(f"--size {size[0]}x{size[1]} is below what the {engine.name} engine can "
+                          f"use; the minimum is {minimum[0]}x{minimum[1]}")
+
+
+def check_size(name: str, engine: Engine, size: tuple[int, int] | None) -> None:
+    """``--size`` against the engine, before any work (``make_preset`` checks it again)."""
+    if size is None:
+        return
+    if name == "official":
+        engine.check_working_size(*size)
+    else:
+        check_size_usable(engine, size)
+
+
 def make_preset(name: str, engine: Engine, source_hw: tuple[int, int],
                 size: tuple[int, int] | None):
     """Build the preset for a clip; the engine checks or rounds the working size."""
@@ -181,6 +163,8 @@ def make_preset(name: str, engine: Engine, source_hw: tuple[int, int],
         engine.check_working_size(*working)
         return OfficialPreset(working=working)
     if name == "default":
+        if size is not None:
+            check_size_usable(engine, size)
         plan = plan_fit_pad(source_hw, engine.valid_working_size, box=size)
         engine.check_working_size(*plan.working)
         return DefaultPreset(plan=plan)

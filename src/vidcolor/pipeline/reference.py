@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vidcolor.color.depth import to_8bit_scale
 from vidcolor.errors import RefImageError
+from vidcolor.io.naming import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv"}
 # Below this chroma spread (in 8-bit levels between channels) the reference has no colours.
 GRAY_REFERENCE_SPREAD = 2.0
 
@@ -37,7 +38,6 @@ def load_reference(ref: str | Path | np.ndarray) -> np.ndarray:
 
 def is_gray(rgb: np.ndarray) -> bool:
     """True when the picture carries no colour to transfer (all channels nearly equal)."""
-    scale = 1.0 if rgb.dtype == np.uint8 else 255.0 / 65535.0
-    sample = rgb[:: max(1, rgb.shape[0] // 256), :: max(1, rgb.shape[1] // 256)].astype(np.float32)
-    spread = (sample.max(axis=2) - sample.min(axis=2)) * scale
+    sample = to_8bit_scale(rgb[:: max(1, rgb.shape[0] // 256), :: max(1, rgb.shape[1] // 256)])
+    spread = sample.max(axis=2) - sample.min(axis=2)
     return float(np.percentile(spread, 99)) < GRAY_REFERENCE_SPREAD

@@ -61,7 +61,9 @@ def carry_previous(luminance: np.ndarray, previous_luminance: np.ndarray,
     """Move the previous output onto the current frame.
 
     ``luminance`` and ``previous_luminance`` (H, W) in [0, 1], ``previous_ab`` (2, H, W).
-    Returns the carried ab (2, H, W) and its reliability (H, W) in [0, 1]: zero where the
+    The flow is estimated in float32 (a displacement in pixels needs no more); the colours are
+    carried in ``previous_ab``'s dtype. Returns the carried ab (2, H, W) and its reliability
+    (H, W) in [0, 1], in that dtype: zero where the
     forward-backward check fails (occlusions, cut), lower where the warped previous luminance
     disagrees with the frame, and zero everywhere after a scene cut.
     """
@@ -73,7 +75,7 @@ def carry_previous(luminance: np.ndarray, previous_luminance: np.ndarray,
     reliability = consistent * np.exp(-(mismatch / settings.photometric_tolerance) ** 2)
     if reliability.mean() < settings.cut_reliable_fraction:
         reliability = np.zeros_like(reliability)
-    return carried, reliability.astype(np.float32)
+    return carried, reliability.astype(previous_ab.dtype, copy=False)
 
 
 def fuse_and_fill(l_centred: np.ndarray, reference_ab: np.ndarray, ref_weight: np.ndarray,
@@ -82,7 +84,7 @@ def fuse_and_fill(l_centred: np.ndarray, reference_ab: np.ndarray, ref_weight: n
     """Mix the warped reference colours and the carried previous output, fill the rest.
 
     ``l_centred`` (H, W) the frame's centred L; ``reference_ab``/``carried_ab`` (2, H, W);
-    weights (H, W) >= 0. Returns ab (2, H, W) float32.
+    weights (H, W) >= 0. Returns ab (2, H, W) in ``reference_ab``'s dtype (float32 or float64).
     """
     weighted = reference_ab * ref_weight
     total = ref_weight.copy()
@@ -91,10 +93,11 @@ def fuse_and_fill(l_centred: np.ndarray, reference_ab: np.ndarray, ref_weight: n
         total = total + carried_weight
     mixed = weighted / np.maximum(total, 1e-8)
     guide = luminance_guide(l_centred)
-    filled = normalized_fgs(mixed.astype(np.float32), total.astype(np.float32), guide,
+    dtype = reference_ab.dtype
+    filled = normalized_fgs(mixed.astype(dtype), total.astype(dtype), guide,
                             lam=settings.fill_lambda, sigma=settings.fill_sigma)
     if carried_ab is None:
-        return filled.astype(np.float32)
+        return filled.astype(dtype)
     # Carried colours are already at full detail where reliable: keep them rather than smooth.
     keep = settings.keep_carried * carried_weight
-    return (keep * carried_ab + (1.0 - keep) * filled).astype(np.float32)
+    return (keep * carried_ab + (1.0 - keep) * filled).astype(dtype)

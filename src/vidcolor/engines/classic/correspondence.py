@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 # feature_normalize's epsilon in the official code (utils/util.py:155-158, REFERENCE.md §4).
-NORMALIZE_EPSILON = 2.22e-16
+from vidcolor.color.official import FEATURE_NORM_EPSILON as NORMALIZE_EPSILON
 # Bytes of similarity matrix held at once (one chunk of rows).
 CHUNK_BYTES = 64 * 2**20
 

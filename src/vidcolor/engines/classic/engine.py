@@ -21,13 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1].
+from vidcolor.color.lab import L_MEAN as L_OFFSET, L_RANGE
 from vidcolor.engines.classic import colorize, correspondence, features
 from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError
 
-# Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1].
-L_OFFSET = 50.0
-L_RANGE = 100.0
 # Below this the features' blurs and the flow pyramid have nothing to work with.
 MIN_WORKING_SIDE = 16
 # Colour, flow and smoothing run at this fraction of the working size (speed: see bench/).
@@ -133,14 +132,15 @@ def sample_matches(ref_ab: torch.Tensor, matched: torch.Tensor, size: tuple[int,
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).numpy()
+    """On the CPU in the tensor's own dtype: a float64 engine colorizes in float64 too."""
+    return tensor.detach().cpu().numpy()
 
 
 class ClassicEngine:
     """Exemplar-based video colorization without learned weights."""
 
     name = "classic"
-    official_postprocess = False  # it smooths edge-aware itself (presets.postprocess_chroma)
+    official_postprocess = False  # it spreads its colours edge-aware itself
     # Mean confidence below which the reference is reported as a poor match. Measured on the
     # demo clip and three panned scikit-image scenes: same-scene references 0.956-0.977,
     # unrelated photographs 0.890-0.965, a synthetic colour wheel 0.857. Hand-made features

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidcolor.color.official import FEATURE_NORM_EPSILON
 from vidcolor.engines.devc.layers import instance_norm
 
-CORRELATION_EPS = 2.22e-16  # the official normalisation epsilon of theta / phi
 POOLED_COLOR_STRIDE = 4  # reference Lab is avg-pooled 4x4 to the feature grid
 UPSAMPLE_TO_NETWORK = 4  # warp and similarity: nearest x4 from the feature grid
 INFERENCE_TEMPERATURE = 1e-10  # test.py:94: the softmax is numerically an argmax
@@ -159,7 +159,7 @@ def correlation_embedding(x: torch.Tensor) -> torch.Tensor:
         x = x.float()
     flat = x.flatten(2)
     flat = flat - flat.mean(dim=2, keepdim=True)
-    return flat / (torch.linalg.vector_norm(flat, dim=1, keepdim=True) + CORRELATION_EPS)
+    return flat / (torch.linalg.vector_norm(flat, dim=1, keepdim=True) + FEATURE_NORM_EPSILON)
 
 
 def _chunk_rows(num_reference: int) -> int:

@@ -17,12 +17,13 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
+from vidcolor.color.lab import uncenter_lab
+from vidcolor.color.official import official_lab_to_rgb
 from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError, WeightsError
 from vidcolor.engines.devc.correspondence import INFERENCE_TEMPERATURE, ReferenceEmbedding, warp
 from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
-from vidcolor.engines.devc.vgg19 import caffe_preprocess, normalize_features
+from vidcolor.engines.devc.vgg19 import caffe_preprocess, gray_to_rgb, normalize_features
 from vidcolor.weights.convert import check_converted
 
 NETWORK_SCALE = 0.5  # networks run at half the working size (test.py:58,71)
@@ -75,15 +76,18 @@ class DevcEngine:
     """The paper's network, frozen, in inference mode, on one device and precision.
 
     ``weights``: converted tensors per checkpoint kind (``weights.convert.load_converted`` or
-    ``weights.seeded.seeded_converted``); they are cast to ``dtype`` (float64 computes with the
+    the tests' ``seeded_weights.seeded_converted``); they are cast to ``dtype`` (float64 computes with the
     checkpoint's float32 values exactly). ``autocast_dtype`` (bfloat16 / float16) runs the
     convolutions under autocast; the correlation and the warp stay in float32.
     """
 
     name = "devc"
-    # The official preset's x1.25 gain and fast global smoother belong to this engine's output
-    # (REFERENCE.md §7); presets.postprocess_chroma reads this flag.
+    # The official x1.25 gain and fast global smoother belong to this engine's output
+    # (REFERENCE.md §7).
     official_postprocess = True
+    # No poor-match warning: the network's similarity has not been calibrated against known
+    # good and bad references.
+    low_confidence = None
 
     def __init__(self, weights: Mapping[str, Mapping[str, torch.Tensor]], device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, temperature: float = INFERENCE_TEMPERATURE,
@@ -198,7 +202,7 @@ class DevcEngine:
             raise ValueError(f"devc engine: frames are {tuple(frames_l.shape[-2:])}, the reference was "
                              f"prepared at {ref.working_size}")
         l_half = to_network_size(frames_l)
-        features = self._features(caffe_preprocess(((l_half + 50.0) / 100.0).expand(-1, 3, -1, -1)))
+        features = self._features(caffe_preprocess(gray_to_rgb(l_half)))
         with self._autocast():
             theta = self.correspondence.embed_frames(features)
         warped, similarity = warp(theta, ref.embedding, self.temperature)

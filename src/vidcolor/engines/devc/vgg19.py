@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from vidcolor.color.lab import L_MEAN, L_RANGE
+from vidcolor.color.official import FEATURE_NORM_EPSILON
 from vidcolor.engines.devc.layers import conv_relu, max_pool_2x2
 
 # Caffe VGG means (103.939, 116.779, 123.68) / 255 in BGR order, as the official
@@ -19,8 +21,6 @@ from vidcolor.engines.devc.layers import conv_relu, max_pool_2x2
 # float32, so even a float64 run subtracts the float32-rounded values (REFERENCE.md §3).
 CAFFE_MEAN_BGR = (0.40760392, 0.45795686, 0.48501961)
 CAFFE_INPUT_SCALE = 255.0  # Caffe VGG expects [0, 255] inputs; there is no std division
-FEATURE_NORM_EPS = 2.22e-16  # feature_normalize's epsilon (utils/util.py:155-158)
-L_TO_UNIT = 100.0  # gray frame: (L_centred + 50) / 100 is its RGB in [0, 1]
 
 
 def caffe_preprocess(rgb: torch.Tensor) -> torch.Tensor:
@@ -35,12 +35,12 @@ def gray_to_rgb(l_centred: torch.Tensor) -> torch.Tensor:
     """Centred L (B, 1, H, W) -> gray RGB in [0, 1] replicated to 3 channels (util.py:97-101)."""
     if l_centred.dim() != 4 or l_centred.shape[1] != 1:
         raise ValueError(f"gray_to_rgb: expected centred L of shape (B, 1, H, W), got {tuple(l_centred.shape)}")
-    return ((l_centred + 50.0) / L_TO_UNIT).expand(-1, 3, -1, -1)
+    return ((l_centred + L_MEAN) / L_RANGE).expand(-1, 3, -1, -1)  # gray RGB in [0, 1]
 
 
 def normalize_features(x: torch.Tensor) -> torch.Tensor:
     """Per-position L2 normalisation over channels, ``x / (||x|| + 2.22e-16)`` (util.py:155-158)."""
-    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + FEATURE_NORM_EPS)
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + FEATURE_NORM_EPSILON)
 
 
 class ConvBlock(nn.Module):
@@ -81,7 +81,3 @@ class VGG19Features(nn.Module):
         x, relu4_2 = self.block4(max_pool_2x2(x), tap=2)
         relu5_2, _ = self.block5(max_pool_2x2(x))
         return relu2_2, relu3_2, relu4_2, relu5_2
-
-    def gray_features(self, l_centred: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Features of a gray frame from its centred L at network size (FrameColor.py:6)."""
-        return self(caffe_preprocess(gray_to_rgb(l_centred)))

@@ -1,4 +1,4 @@
-"""Deterministic stand-in weights with the released checkpoints' exact layout.
+"""Deterministic stand-in weights with the released checkpoints' exact layout (tests and bench/).
 
 The golden data (``tests/fixtures/golden_modules.npz``) was produced by the official modules
 loaded with these values, so tests and benchmarks can run the real architecture without the
