@@ -177,6 +177,7 @@ DebugOption = Annotated[bool, typer.Option(help="Show tracebacks.")]
 
 @app.command()
 def colorize(
+    ctx: typer.Context,
     input: Path = typer.Argument(..., help="Video file, folder of frames, or a single image."),
     ref: list[str] = typer.Option([], "--ref", "-r", help="Color reference image; repeat for "
                                   "several (each shot gets its best match). TIME=IMAGE pins "
@@ -208,6 +209,9 @@ def colorize(
 ) -> None:
     """Colorize a video (or frames, or an image) from a color reference."""
     from vidcolor.pipeline.presets import parse_size
+
+    if not ref and ref_dir is None:  # --ref is repeatable, so click cannot require it
+        raise UsageError("Missing option '--ref' (or --ref-dir).", ctx=ctx)
 
     with user_errors(debug, input):
         processing_size = parse_size(size)
