@@ -177,9 +177,14 @@ DebugOption = Annotated[bool, typer.Option(help="Show tracebacks.")]
 
 @app.command()
 def colorize(
+    ctx: typer.Context,
     input: Path = typer.Argument(..., help="Video file, folder of frames, or a single image."),
-    ref: Path = typer.Option(..., "--ref", "-r", help="Color reference image (propagate mode: "
-                             "a colored version of the first frame)."),
+    ref: list[str] = typer.Option([], "--ref", "-r", help="Color reference image; repeat for "
+                                  "several (each shot gets its best match). TIME=IMAGE pins "
+                                  "IMAGE to the shot at TIME (seconds or HH:MM:SS.mmm); in "
+                                  "propagate mode that is a colored frame of the shot."),
+    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder written by `vidcolor "
+                                           "shots --export`: each image pinned to its shot."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file or folder "
                                           "(default: INPUT.color.EXT beside the input)."),
     mode: ModeOption = Mode("exemplar"),
@@ -205,6 +210,9 @@ def colorize(
     """Colorize a video (or frames, or an image) from a color reference."""
     from vidcolor.pipeline.presets import parse_size
 
+    if not ref and ref_dir is None:  # --ref is repeatable, so click cannot require it
+        raise UsageError("Missing option '--ref' (or --ref-dir).", ctx=ctx)
+
     with user_errors(debug, input):
         processing_size = parse_size(size)
         if report is not None:  # before the engine loads; colorize_video checks it again
@@ -217,7 +225,8 @@ def colorize(
             input, ref, output, mode=mode.value, preset=preset.value, size=processing_size,
             start=start, duration=duration, max_frames=max_frames, codec=codec.value, crf=crf,
             overwrite=overwrite, drop_unsupported_streams=drop_unsupported_streams,
-            report=report, compare=compare, batch_size=batch_size, quiet=quiet)
+            report=report, compare=compare, batch_size=batch_size, quiet=quiet,
+            ref_dir=ref_dir)
         if not quiet:
             typer.echo(f"wrote {summary.output}: {summary.frames} frames in {summary.seconds:.1f} s "
                        f"({summary.fps:.2f} fps, {summary.engine} engine, {summary.preset} preset)")
@@ -260,7 +269,7 @@ def batch(
 ) -> None:
     """Colorize every video of FOLDER with its reference; rerun to resume."""
     from vidcolor.batch.outputs import BATCH_REPORT_NAME, compare_path, report_path, write_batch_report
-    from vidcolor.batch.runner import plan_jobs, run_batch
+    from vidcolor.batch.runner import job_references, plan_jobs, run_batch
     from vidcolor.pipeline.presets import parse_size
 
     with user_errors(debug, folder):
@@ -293,7 +302,7 @@ def batch(
 
         def run(job):
             summaries[job.video] = colorizer.colorize_video(
-                job.video, job.reference, job.output, mode=mode.value, preset=preset.value,
+                job.video, job_references(job), job.output, mode=mode.value, preset=preset.value,
                 size=processing_size, start=start, duration=duration, max_frames=max_frames,
                 codec=codec.value, crf=crf, overwrite=overwrite,
                 drop_unsupported_streams=drop_unsupported_streams,
@@ -368,6 +377,39 @@ def print_batch_table(outcome) -> None:
         for job in jobs:
             table.add_row(job.video.name, status, str(job.output) if status in ("done", "skipped") else "")
     stderr_console().print(table)
+
+
+@app.command("shots")
+def shots_command(
+    input: Path = typer.Argument(..., help="Video file or folder of frames."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the shots as JSON."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write one sharp frame per shot "
+                                          "(PNG named by its start timecode) to this folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Detect shot boundaries (hard cuts, dissolves, fades through black)."""
+    from vidcolor.io.reader import probe
+    from vidcolor.shots import detect_shots
+    from vidcolor.shots import export as shot_export
+
+    with user_errors(debug):
+        fps = probe(input).fps
+        found = detect_shots(input)
+        if json_path is not None:
+            shot_export.write_json(json_path, found, fps)
+        if export is not None:
+            shot_export.export_frames(input, found, export)
+        if not quiet:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=f"{input.name}: {len(found)} shots")
+            for column in ("shot", "start", "end", "frames", "transition"):
+                table.add_column(column)
+            for row in shot_export.table_rows(found):
+                table.add_row(*row)
+            Console(highlight=False).print(table)
 
 
 @app.command("download-weights")

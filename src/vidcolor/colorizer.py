@@ -59,6 +59,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     input_probe: dict[str, Any] = field(default_factory=dict)
     output_probe: dict[str, Any] = field(default_factory=dict)
+    shots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -94,6 +95,8 @@ class FileJob:
     batch_size: int
     quiet: bool
     on_frame: Callable[[], None] | None = None  # after each written frame (cluster progress)
+    ref_dir: Path | None = None
+    detect_shots: bool = True
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
@@ -234,7 +237,7 @@ class Colorizer:
 
     # -- files -------------------------------------------------------------------------------
 
-    def colorize_video(self, src: str | Path, ref: str | Path | np.ndarray,
+    def colorize_video(self, src: str | Path, ref: Any,
                        dst: str | Path | None = None, *, mode: str = "exemplar",
                        preset: str = "default", size: tuple[int, int] | None = None,
                        start: float | None = None, duration: float | None = None,
@@ -242,9 +245,16 @@ class Colorizer:
                        overwrite: bool = False, drop_unsupported_streams: bool = False,
                        report: str | Path | None = None, compare: str | Path | None = None,
                        batch_size: int = loop.DEFAULT_BATCH_SIZE, quiet: bool = True,
-                       on_frame: Callable[[], None] | None = None) -> RunSummary:
+                       on_frame: Callable[[], None] | None = None,
+                       ref_dir: str | Path | None = None, detect_shots: bool = True
+                       ) -> RunSummary:
         """Colorize a video file, a folder of frames or a single image into ``dst``.
 
+        ``ref``: one reference (path or array) or a list of them; an item "TIME=IMAGE" pins
+        IMAGE to the shot containing TIME (``pipeline/film.py``); ``ref_dir`` adds a
+        ``vidcolor shots --export`` folder, pinned by name. The video is cut into shots
+        (``detect_shots``; never with the official preset, which reproduces the paper's
+        script) and each shot colorized on its own with its best or pinned reference.
         Every output (``dst``, ``compare``, ``report``) is checked before any work, written
         beside its target and renamed only on success; audio and subtitle streams are copied
         packet for packet. Any failure is a ``VidcolorError`` naming ``src``. ``on_frame``
@@ -256,7 +266,9 @@ class Colorizer:
                       drop_unsupported_streams=drop_unsupported_streams,
                       report=None if report is None else Path(report),
                       compare=None if compare is None else Path(compare),
-                      batch_size=batch_size, quiet=quiet, on_frame=on_frame)
+                      batch_size=batch_size, quiet=quiet, on_frame=on_frame,
+                      ref_dir=None if ref_dir is None else Path(ref_dir),
+                      detect_shots=detect_shots)
         try:
             return self._colorize_file(job)
         except VidcolorError:
@@ -275,20 +287,24 @@ class Colorizer:
             info = clip.info
             job = dataclasses.replace(job, dst=job.dst or default_output(job.src, info.kind))
             self._check_outputs(job, info)
+            film = self._plan_film(job.src, job.ref, job.ref_dir, mode=job.mode,
+                                   start=job.start, duration=job.duration,
+                                   max_frames=job.max_frames,
+                                   detect=job.detect_shots and job.preset != "official")
             summary = RunSummary(input=str(job.src), output=str(job.dst), engine=self.engine.name,
                                  preset=job.preset, mode=job.mode, device=str(self.device),
                                  precision=precision_name(self.dtype, self.autocast),
                                  input_probe=probe_dict(info))
             times = stage_times(self.device, job.report is not None)
             started = time.perf_counter()
-            timestamps = self._encode(job, clip, summary, times)
+            timestamps = self._encode(job, clip, summary, times, film)
             summary.frames = len(summary.confidence)
             summary.seconds = time.perf_counter() - started
             summary.decode_errors = getattr(clip, "decode_errors", 0)
             summary.truncated = getattr(clip, "truncated", False)
-        summary.stage_seconds = dict(times.seconds)
+        summary.stage_seconds = dict(times.seconds) | {"shots": film.detect_seconds}
         summary.peak_memory_mb = peak_memory_mb(self.device)
-        self._warn_about_input(summary, timestamps)
+        self._warn_about_input(summary, timestamps, film)
         if job.report is not None:
             self._write_report(summary, job.report)
         return summary
@@ -310,7 +326,7 @@ class Colorizer:
             check_file_target(job.report, "report", not_same_as=outputs)
 
     def _encode(self, job: "FileJob", clip: Any, summary: RunSummary,
-                times: loop.StageTimes) -> list[float]:
+                times: loop.StageTimes, film) -> list[float]:
         """The frame loop: decode ahead, colorize, write output (and preview); returns each
         written frame's time. A failure or a signal aborts every writer (nothing at the target)."""
         from vidcolor.io import writer
@@ -339,9 +355,9 @@ class Colorizer:
             # Encoded behind in a thread; closed first (every queued frame written or, on a
             # failure, dropped) before the writers are finished or aborted.
             encoder = stack.enter_context(WriteBehind(depth=job.batch_size))
-            for result in self._stream(decoded, (info.height, info.width), job.ref,
-                                       mode=job.mode, preset=job.preset, size=job.size,
-                                       batch_size=job.batch_size, times=times):
+            for result in self._stream_film(decoded, (info.height, info.width), film,
+                                            mode=job.mode, preset=job.preset, size=job.size,
+                                            batch_size=job.batch_size, times=times):
                 encoder.submit(write_result, out, preview, result, times)
                 summary.confidence.append(result.confidence)
                 timestamps.append(frame_time(result.source, info))
@@ -352,8 +368,8 @@ class Colorizer:
                 raise ProcessingError(f"{job.src}: no frame could be decoded in the requested range")
         return timestamps
 
-    def _warn_about_input(self, summary: RunSummary, timestamps: list[float]) -> None:
-        self._warn_low_confidence(summary, timestamps)
+    def _warn_about_input(self, summary: RunSummary, timestamps: list[float], film) -> None:
+        self._report_shots(summary, film, timestamps)
         if summary.decode_errors:
             self._warn(summary, f"{summary.input}: {summary.decode_errors} corrupt frame(s) "
                                 "could not be decoded and were skipped")
@@ -372,6 +388,60 @@ class Colorizer:
             summary.output_probe = {"error": str(error)}
         remove_stale_partials(path)  # a killed earlier run's temporary report
         summary.to_json(path)
+
+    # -- edited films (pipeline/film.py, pipeline/shots.py) ---------------------------------------
+
+    def _plan_film(self, src: Path, ref, ref_dir, *, mode: str, start, duration, max_frames,
+                   detect: bool):
+        from vidcolor.pipeline.film import gather_references, plan_film
+
+        refs = list(ref) if isinstance(ref, (list, tuple)) else ([] if ref is None else [ref])
+        references = gather_references(refs, ref_dir)
+        for reference in references:
+            if is_gray(reference.rgb):
+                self.notify(f"{reference.label}: the reference is grayscale, so there are no "
+                            "colors to transfer; the output will stay gray")
+        return plan_film(src, references, start=start, duration=duration,
+                         max_frames=max_frames, detect=detect, propagate=mode == "propagate",
+                         notify=self.notify)
+
+    def _stream_film(self, frames, source_hw, film, *, mode: str, preset: str, size,
+                     batch_size: int, times) -> Iterator[loop.ColorizedFrame]:
+        from vidcolor.pipeline.shots import colorize_shots
+
+        plan = make_preset(preset, self.engine, source_hw, size)
+        propagate = mode == "propagate"
+
+        def on_shot(choice) -> None:
+            film.choices.append(choice)
+            if propagate and not choice.propagated:
+                self.notify(f"shot {choice.index} (frames {choice.start_frame}-"
+                            f"{choice.end_frame - 1}) has no pinned keyframe: colorizing it in "
+                            f"exemplar mode with {choice.reference}")
+
+        yield from colorize_shots(self.engine, plan, frames, film.shots, film.references,
+                                  film.pins, propagate=propagate, batch_size=batch_size,
+                                  times=times, on_shot=on_shot)
+
+    def _report_shots(self, summary: RunSummary, film, timestamps: list[float]) -> None:
+        """The report's "shots" list; one warning per poorly matched shot (engines whose
+        ``reference_match`` separates references), else the per-frame confidence ranges."""
+        for choice in film.choices:
+            choice.end_frame = min(choice.end_frame, summary.frames)
+        summary.shots = [choice.to_dict() for choice in film.choices]
+        threshold = self.engine.low_match
+        if threshold is None:
+            self._warn_low_confidence(summary, timestamps)
+            return
+        for choice in film.choices:
+            if choice.confidence >= threshold or choice.start_frame >= len(timestamps):
+                continue
+            first = timestamps[choice.start_frame]
+            last = timestamps[max(choice.start_frame, choice.end_frame - 1)]
+            self._warn(summary, f"{summary.input}: shot {choice.index}: the reference matches "
+                                f"poorly at {timecode(first)}-{timecode(last)} (best: "
+                                f"{choice.reference}, match {choice.confidence:.2f} below "
+                                f"{threshold}); give a reference of that scene")
 
     def _warn(self, summary: RunSummary, message: str) -> None:
         summary.warnings.append(message)

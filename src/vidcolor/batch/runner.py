@@ -56,6 +56,16 @@ def find_reference(video: Path, shared: Path | None) -> Path | None:
     return None
 
 
+def job_references(job: Job) -> list[Path]:
+    """A video's references: every image of its own folder (``clip/``) when that is where its
+    reference came from (several references, one per shot by matching), else the one."""
+    folder = job.video.with_suffix("")
+    if job.reference is not None and job.reference.parent == folder:
+        return sorted((p for p in folder.iterdir() if p.suffix.lower() in REF_EXTENSIONS),
+                      key=lambda p: natural_sort_key(p.name))
+    return [job.reference]
+
+
 def plan_jobs(folder: Path, out_dir: Path, shared_ref: Path | None) -> list[Job]:
     """Every video directly in ``folder`` (natural order) with its reference and output path."""
     if not folder.is_dir():

@@ -55,6 +55,9 @@ class Engine(Protocol):
     # this engine's own confidence scale; None: the engine's confidence is not calibrated for
     # such a warning.
     low_confidence: float | None
+    # ``reference_match`` below which a shot's best reference is reported as matching poorly;
+    # None: use the per-frame ``low_confidence`` ranges instead.
+    low_match: float | None
 
     def check_working_size(self, height: int, width: int) -> None:
         """Raise ``OptionError`` naming valid sizes if the engine cannot run at this size."""
@@ -67,6 +70,10 @@ class Engine(Protocol):
 
     def correspond(self, frames_l: torch.Tensor, ref: Any) -> Correspondence:
         """Batched frame side: frames_l (B, 1, h, w) centred L -> warp + confidence."""
+
+    def reference_match(self, frames_l: torch.Tensor, ref: Any) -> float:
+        """How well a prepared reference matches these frames (higher is better), on a scale
+        that ranks references: it chooses each shot's reference."""
 
     def initial_state(self, ref: Any, propagate: bool) -> Any:
         """State before frame 0: zeros (exemplar mode) or the reference itself (propagation)."""

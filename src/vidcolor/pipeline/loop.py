@@ -67,7 +67,31 @@ def batched(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 def colorize_stream(engine: Engine, preset: Any, frames: Iterable[Frame], reference: np.ndarray,
                     *, propagate: bool, batch_size: int = DEFAULT_BATCH_SIZE,
                     times: StageTimes | None = None) -> Iterator[ColorizedFrame]:
-    """Colorize ``frames`` against ``reference`` (HxWx3 RGB), yielding each result in order.
+    """Colorize ``frames`` against ``reference`` (HxWx3 RGB), yielding each result in order:
+    one shot, one reference (``colorize_segments`` does the work)."""
+    times = times or StageTimes()
+    t = time.perf_counter()
+    with torch.inference_mode():
+        ref = engine.prepare_reference(
+            to_device(preset.prepare_reference(reference), engine.device, engine.dtype))
+    times.add("reference", t)
+
+    def begin(index: int, frames_l: torch.Tensor) -> tuple[Any, Any]:
+        return ref, engine.initial_state(ref, propagate)
+
+    yield from colorize_segments(engine, preset, [frames], begin, batch_size=batch_size,
+                                 times=times)
+
+
+def colorize_segments(engine: Engine, preset: Any, segments: Iterable[Iterable[Frame]],
+                      begin: Callable[[int, torch.Tensor], tuple[Any, Any]], *,
+                      batch_size: int = DEFAULT_BATCH_SIZE,
+                      times: StageTimes | None = None) -> Iterator[ColorizedFrame]:
+    """Colorize consecutive segments (shots) of a clip, yielding each result in order.
+
+    The recurrence restarts at each segment: ``begin(index, frames_l)`` is called (in
+    inference mode) with the segment's first batch of L and returns its prepared reference
+    and initial state; batches never straddle two segments.
 
     Memory stays flat with video length: at most two batches of frames are held. The engine
     runs here; each frame's post-processing (``preset.finish``: chroma upsampling, smoothing,
@@ -82,34 +106,36 @@ def colorize_stream(engine: Engine, preset: Any, frames: Iterable[Frame], refere
     device, dtype = engine.device, engine.dtype
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="vidcolor-post") as post:
-        t = time.perf_counter()
-        with torch.inference_mode():
-            ref = engine.prepare_reference(to_device(preset.prepare_reference(reference), device, dtype))
-            state = engine.initial_state(ref, propagate)
-        t = times.add("reference", t)
-        for batch in batched(frames, batch_size):
-            t = times.add("decode", t)
-            with torch.inference_mode():
-                prepared = [preset.prepare(frame.rgb) for frame in batch]
-                labs_host = torch.cat([lab for lab, _ in prepared])
-                labs = to_device(labs_host, device, dtype)
-                t = times.add("preprocess", t)
-                corr = engine.correspond(labs[:, :1], ref)
-                # One mean per frame, read back once for the whole batch (after its steps).
-                means = corr.confidence.float().flatten(1).mean(dim=1)
-                t = times.add("correspondence", t)
-                outputs = []
-                for i in range(len(batch)):
-                    ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
-                    outputs.append(to_host(ab))
-                confidences = means.tolist()
-            t = times.add("colorization", t)
-            for i, frame in enumerate(batch):
-                pending.append(post.submit(_finish, engine, preset, outputs[i], labs_host[i : i + 1],
-                                           prepared[i][1], frame, confidences[i], times))
-            while len(pending) > len(batch):  # the previous batch, finished meanwhile
-                yield pending.popleft().result()
-            t = time.perf_counter()  # the consumer's time (encoding) is not ours
+        for index, frames in enumerate(segments):
+            ref = state = None
+            t = time.perf_counter()
+            for batch in batched(frames, batch_size):
+                t = times.add("decode", t)
+                with torch.inference_mode():
+                    prepared = [preset.prepare(frame.rgb) for frame in batch]
+                    labs_host = torch.cat([lab for lab, _ in prepared])
+                    labs = to_device(labs_host, device, dtype)
+                    t = times.add("preprocess", t)
+                    if ref is None:
+                        ref, state = begin(index, labs[:, :1])
+                        t = time.perf_counter()  # begin() times itself
+                    corr = engine.correspond(labs[:, :1], ref)
+                    # One mean per frame, read back once for the whole batch (after its steps).
+                    means = corr.confidence.float().flatten(1).mean(dim=1)
+                    t = times.add("correspondence", t)
+                    outputs = []
+                    for i in range(len(batch)):
+                        ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
+                        outputs.append(to_host(ab))
+                    confidences = means.tolist()
+                t = times.add("colorization", t)
+                for i, frame in enumerate(batch):
+                    pending.append(post.submit(_finish, engine, preset, outputs[i],
+                                               labs_host[i : i + 1], prepared[i][1], frame,
+                                               confidences[i], times))
+                while len(pending) > len(batch):  # the previous batch, finished meanwhile
+                    yield pending.popleft().result()
+                t = time.perf_counter()  # the consumer's time (encoding) is not ours
         while pending:
             yield pending.popleft().result()
 

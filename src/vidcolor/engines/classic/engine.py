@@ -146,6 +146,10 @@ class ClassicEngine:
     # unrelated photographs 0.890-0.965, a synthetic colour wheel 0.857. Hand-made features
     # only separate gross mismatches, so the threshold is set to catch just those.
     low_confidence = 0.90
+    # ``reference_match`` below which a shot's best reference is reported as a poor match.
+    # Measured on tests/edits.py's standard edit (bench/shots.py): the right scene's
+    # reference 0.30-0.61 (0.22 under heavy shake), other scenes' 0.15-0.32.
+    low_match = 0.25
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  settings: ClassicSettings | None = None):
@@ -283,6 +287,22 @@ class ClassicEngine:
             confidence=F.interpolate(similarity, size=size, mode="bilinear",
                                      align_corners=False).to(self.dtype),
         )
+
+    def reference_match(self, frames_l: torch.Tensor, ref: ClassicReference) -> float:
+        """How well a reference fits these frames: the fraction of coarse frame cells whose
+        best reference cell picks them back (mutual nearest neighbours, a cycle-consistency
+        check). The max cosine alone (``confidence``) is high against any textured picture,
+        because some cell always fits; one picture matched onto another unrelated picture is
+        many-to-one, so few matches are mutual. Mean over the frames, in [0, 1]."""
+        self._check_lab(frames_l, 1, "frames_l")
+        luminance = (frames_l.to(self.device, self.compute_dtype) + L_OFFSET) / L_RANGE
+        _, coarse_raw = self._feature_levels(luminance)
+        frame = self._frame_level(coarse_raw, ref.coarse)  # (B, C, N)
+        similarity = torch.einsum("bcn,cm->bnm", frame, ref.coarse.features)
+        to_ref = similarity.argmax(dim=2)  # (B, N)
+        back = similarity.argmax(dim=1)  # (B, M)
+        cells = torch.arange(frame.shape[2], device=frame.device).expand_as(to_ref)
+        return float((back.gather(1, to_ref) == cells).float().mean())
 
     # -- colorization --------------------------------------------------------------------------
 

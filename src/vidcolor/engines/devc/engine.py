@@ -94,6 +94,7 @@ class DevcEngine:
     # No poor-match warning: the network's similarity has not been calibrated against known
     # good and bad references.
     low_confidence = None
+    low_match = None  # needs the real weights to calibrate, like low_confidence
 
     def __init__(self, weights: Mapping[str, Mapping[str, torch.Tensor]], device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, temperature: float = INFERENCE_TEMPERATURE,
@@ -245,6 +246,10 @@ class DevcEngine:
             theta = self.correspondence.embed_frames(self._warpnet_input(features))
         warped, similarity = warp(theta, ref.embedding, self.temperature)
         return Correspondence(warped[:, 1:3].to(self.dtype), similarity.to(self.dtype), {"l_half": l_half})
+
+    def reference_match(self, frames_l: torch.Tensor, ref: DevcReference) -> float:
+        """The mean correspondence confidence: the network's own similarity."""
+        return float(self.correspond(frames_l, ref).confidence.float().mean())
 
     @torch.inference_mode()
     def initial_state(self, ref: DevcReference, propagate: bool) -> torch.Tensor:
