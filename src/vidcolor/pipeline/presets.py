@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor.color import official
-from vidcolor.color.lab import L_MEAN, center_lab, lab_to_rgb, rgb_to_lab, rgb_to_lightness
+from vidcolor.color.lab import (
+    L_MEAN,
+    L_RANGE,
+    center_lab,
+    lab_to_rgb,
+    rgb_to_lab,
+    rgb_to_lightness,
+)
 from vidcolor.color.resize import (
     OFFICIAL_WORKING_SIZE,
     FitPadPlan,
@@ -27,7 +34,7 @@ from vidcolor.color.resize import (
     fit_pad_image,
     plan_fit_pad,
 )
-from vidcolor.color.smooth import fgs_filter
+from vidcolor.color.smooth import OFFICIAL_FGS_LAMBDA, OFFICIAL_FGS_SIGMA, fgs_filter
 from vidcolor.color.upsample import guided_coefficients, upsample_rows
 from vidcolor.engines.base import Engine
 from vidcolor.errors import OptionError
@@ -36,9 +43,6 @@ PRESETS = ("default", "official")
 
 # Official post-processing constants (REFERENCE.md §7, test.py:31-33 and :99-117).
 OFFICIAL_CHROMA_GAIN = 1.25  # "ab * 1.25" after the x2 upsample: a saturation boost
-FGS_LAMBDA = 500.0
-FGS_SIGMA = 4.0
-L_RANGE = 100.0  # CIELAB L lies in [0, 100]
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -78,7 +82,8 @@ def postprocess_chroma(engine: Engine, ab: torch.Tensor, l_work: torch.Tensor, g
     ab = ab * gain
     guide = official.fgs_guide(l_work[0, 0])
     # The official smoother is OpenCV's, which only takes float32 (REFERENCE.md §7).
-    smoothed = fgs_filter(ab[0].float().numpy(), guide, lam=FGS_LAMBDA, sigma=FGS_SIGMA)
+    smoothed = fgs_filter(ab[0].float().numpy(), guide, lam=OFFICIAL_FGS_LAMBDA,
+                          sigma=OFFICIAL_FGS_SIGMA)
     return torch.as_tensor(np.asarray(smoothed), dtype=torch.float32)[None]
 
 
