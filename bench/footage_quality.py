@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/footage_quality.py --footage /work/data/footage [--frames 120]
         [--cases box,cup,cut,jumps] [--methods classic,DIS flow,Farneback flow] [--exemplar]
-        [--speed-frames 8]
+        [--size HxW] [--speed-frames 8]
 
 Needs two real clips, ``box.mp4`` and ``cup.mp4`` (640x480 hand-held, colourful objects moved
 by hand; Debian's ``opencv-doc`` ships them gzipped under ``usr/share/doc/opencv-doc/
@@ -14,6 +14,8 @@ Cases (``--frames`` frames each; the gray input is the truth's L):
   hand: independent motion, occlusion, objects entering);
 * ``cut``: the first half of ``box`` then the first half of ``cup`` (a hard cut);
 * ``jumps``: every 3rd frame of ``box`` at 320x240 (large displacements, small frames).
+
+``--size`` resizes every case (quicker runs on a loaded machine).
 
 Propagation mode: the reference is the true frame 0. Exemplar mode (``--exemplar``): the
 reference is a later true frame of the same clip (same scene, another moment), against global
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--methods", default="classic,DIS flow,Farneback flow")
     parser.add_argument("--exemplar", action="store_true", help="also score exemplar mode")
+    parser.add_argument("--size", default=None, help="HxW: resize every case to this")
     parser.add_argument("--speed-frames", type=int, default=8, help="0: no speed figure")
     args = parser.parse_args(argv)
     methods = args.methods.split(",")
@@ -139,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     means: dict[tuple[str, str], list[float]] = {}
     for case in filter(None, args.cases.split(",")):
         truth, exemplar = build_case(case, args.footage, args.frames)
+        if args.size:
+            size = tuple(int(side) for side in args.size.lower().split("x"))
+            truth, exemplar = resize(truth, size), resize([exemplar], size)[0]
         inputs = [gray(frame) for frame in truth]
         pairs = truth_flows(truth)
         truth_error = score(truth, truth, pairs)["warp_error"]
