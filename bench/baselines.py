@@ -2,7 +2,8 @@
 
 * ``flow_propagation``: the first frame's true colours carried from frame to frame by optical
   flow alone (warp the previous ab onto the next frame), nothing else. What "just track the
-  colours" gives in propagation mode.
+  colours" gives in propagation mode. Three flows: the project's TV-L1 (``estimate_flow``),
+  OpenCV's Farneback and OpenCV's DIS (``FLOW_BASELINES``; issue 16 measured both).
 * ``global_transfer``: Reinhard, Ashikhmin, Gooch & Shirley, "Color transfer between images"
   (IEEE CG&A 2001): match each Lab channel's mean and standard deviation to the reference's.
   For a grayscale input (a = b = 0, no spread) it degenerates to the reference's mean ab
@@ -16,13 +17,19 @@ Lab conversions are scikit-image's (the official pipeline's, REFERENCE.md §2).
 from __future__ import annotations
 
 import warnings
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
-from vidcolor.motion.flow import estimate_flow, warp
+from vidcolor.motion.flow import dis_flow, estimate_flow, farneback_flow, warp
 
+# The propagation baselines by name: flows of vidcolor.motion.flow.
+FLOW_BASELINES = {
+    "TV-L1 flow": estimate_flow,
+    "Farneback flow": farneback_flow,
+    "DIS flow": dis_flow,
+}
 # A channel with less spread than this (Lab units) is flat: its shape is not stretched.
 FLAT_CHANNEL_STD = 1e-6
 
@@ -40,10 +47,11 @@ def _rgb(lab: np.ndarray) -> np.ndarray:
 
 
 def flow_propagation(gray_frames: Iterable[np.ndarray], first_color: np.ndarray,
-                     **flow_options) -> Iterator[np.ndarray]:
+                     flow: Callable[[np.ndarray, np.ndarray], np.ndarray] = estimate_flow
+                     ) -> Iterator[np.ndarray]:
     """Colour frame 0 with ``first_color``'s ab, then each next frame with the previous ab
-    warped by ``estimate_flow(L_t, L_{t-1})``. Frames are HxWx3 uint8 (gray or not: only
-    their L is used)."""
+    warped by ``flow(L_t, L_{t-1})`` (``vidcolor.motion.flow``'s convention). Frames are
+    HxWx3 uint8 (gray or not: only their L is used)."""
     previous_l = previous_ab = None
     for index, frame in enumerate(gray_frames):
         lab = _lab(frame)
@@ -51,9 +59,8 @@ def flow_propagation(gray_frames: Iterable[np.ndarray], first_color: np.ndarray,
         if index == 0:
             ab = np.moveaxis(_lab(first_color)[..., 1:], 2, 0)
         else:
-            flow = estimate_flow(luminance.astype(np.float32),
-                                 previous_l.astype(np.float32), **flow_options)
-            ab = warp(previous_ab, flow)
+            ab = warp(previous_ab, flow(luminance.astype(np.float32),
+                                        previous_l.astype(np.float32)))
         lab[..., 1:] = np.moveaxis(ab, 0, 2)
         previous_l, previous_ab = luminance, ab
         yield _rgb(lab)

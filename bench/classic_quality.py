@@ -38,7 +38,13 @@ from vidcolor.demo.clip import (  # noqa: E402
     make_truth_frames,
 )
 from vidcolor.motion.flow import consistency_mask, estimate_flow  # noqa: E402
-from vidcolor.eval.metrics import colorfulness, psnr, to_lab, warp_error  # noqa: E402
+from vidcolor.eval.metrics import (  # noqa: E402
+    colorfulness,
+    is_hard_cut,
+    psnr,
+    to_lab,
+    warp_error,
+)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -46,12 +52,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def truth_flows(truth: list[np.ndarray], cut: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """(t, flow, mask) for each consecutive pair (t-1, t) within a shot, on the truth's L."""
+def truth_flows(truth: list[np.ndarray], cut: int | None = None
+                ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(t, flow, mask) for each consecutive pair (t-1, t) within a shot, on the truth's L.
+    ``cut``: the first frame of the second shot; None: cuts found by ``is_hard_cut``."""
     luminance = [(to_lab(frame)[..., 0] / 100.0).astype(np.float32) for frame in truth]
     pairs = []
     for t in range(1, len(truth)):
-        if t == cut:
+        if t == cut or (cut is None and is_hard_cut(luminance[t - 1], luminance[t])):
             continue
         flow = estimate_flow(luminance[t - 1], luminance[t])
         back = estimate_flow(luminance[t], luminance[t - 1])

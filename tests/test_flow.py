@@ -1,4 +1,5 @@
-"""vidcolor.motion.flow: TV-L1 flow on known motions, warp against scikit-image, occlusion check."""
+"""vidcolor.motion.flow: TV-L1 and OpenCV flows on known motions, warp against scikit-image,
+occlusion check."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,14 @@ import torch
 from scipy import ndimage
 from skimage import transform
 
-from vidcolor.motion.flow import consistency_mask, estimate_flow, flow_grid_size, warp
+from vidcolor.motion.flow import (
+    consistency_mask,
+    dis_flow,
+    estimate_flow,
+    farneback_flow,
+    flow_grid_size,
+    warp,
+)
 
 
 def _texture(height, width, seed=0):
@@ -50,6 +58,27 @@ def test_estimate_flow_on_a_reduced_grid_is_rescaled():
                                atol=0.3)
 
 
+@pytest.mark.parametrize("method, shift", [
+    (dis_flow, (3.0, -5.0)),
+    (dis_flow, (12.0, 9.0)),  # DIS's pyramid finds large jumps (Farneback's 3 levels do not)
+    (farneback_flow, (3.0, -5.0)),
+])
+def test_opencv_flows_follow_the_same_convention(method, shift):
+    reference = _texture(120, 160, seed=7)
+    moving = ndimage.shift(reference, shift, order=3, mode="nearest").astype(np.float32)
+    flow = method(reference, moving)
+    assert flow.shape == (2, 120, 160) and flow.dtype == np.float32
+    # 8-bit input quantises the texture's gradients: a tenth of a pixel is plenty.
+    np.testing.assert_allclose(np.median(flow[:, 25:-25, 25:-25], axis=(1, 2)), shift,
+                               atol=0.1)
+
+
+def test_dis_flow_rejects_an_unknown_preset():
+    image = _texture(32, 32)
+    with pytest.raises(ValueError, match="preset"):
+        dis_flow(image, image, preset="slowest")
+
+
 def test_identical_images_give_zero_flow():
     image = _texture(64, 80, seed=2)
     flow = estimate_flow(image, image)
@@ -88,6 +117,15 @@ def test_warp_by_integer_shift_is_a_shifted_copy():
     # float32 grid normalisation rounds sample positions by ~1e-6 px.
     np.testing.assert_allclose(out[:-1, 2:], image[1:, :-2], atol=1e-4)
     np.testing.assert_allclose(out[-1, 2:], image[-1, :-2], atol=1e-4)  # clamped at the edge
+
+
+def test_nearest_warp_never_blends_neighbours():
+    image = np.arange(6 * 7, dtype=np.float32).reshape(6, 7)
+    flow = np.full((2, 6, 7), 0.3, np.float32)
+    flow[1] = 0.7
+    out = warp(image, flow, mode="nearest")
+    # p + (0.3, 0.7) rounds to p + (0, 1): each output is one input value, unmixed.
+    np.testing.assert_array_equal(out[:, :-1], image[:, 1:])
 
 
 def test_consistency_mask_accepts_a_consistent_translation_and_flags_the_rest():

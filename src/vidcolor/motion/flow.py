@@ -100,7 +100,8 @@ def estimate_flow(reference: np.ndarray, moving: np.ndarray, *,
     return flow.astype(np.float32, copy=False)
 
 
-def _warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def _warp_tensor(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear"
+                 ) -> torch.Tensor:
     """grid_sample core: image (N, C, H, W), flow (N, 2, H, W) in pixels, same dtype/device."""
     _, _, height, width = image.shape
     rows = torch.arange(height, dtype=flow.dtype, device=flow.device).view(1, height, 1)
@@ -110,16 +111,16 @@ def _warp_tensor(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     y = (rows + flow[:, 0]) * (2.0 / max(height - 1, 1)) - 1.0
     x = (cols + flow[:, 1]) * (2.0 / max(width - 1, 1)) - 1.0
     grid = torch.stack((x, y), dim=-1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
-def warp(image, flow):
+def warp(image, flow, mode: str = "bilinear"):
     """Backward warp: ``out[p] = image[p + flow[:, p]]``, bilinear, clamped at the edges.
 
     ``image`` is (H, W) or (C, H, W) (numpy or torch), ``flow`` (2, H, W) in pixels; torch
     inputs may also carry a batch dimension: image (N, C, H, W) with flow (N, 2, H, W).
-    Returns the same type, shape and dtype as ``image``.
+    ``mode="nearest"`` reads the nearest pixel instead (for fields that must not be blended,
+    such as coordinates). Returns the same type, shape and dtype as ``image``.
     """
     is_numpy = isinstance(image, np.ndarray)
     image_t = torch.from_numpy(np.ascontiguousarray(image)) if is_numpy else image
@@ -141,7 +142,7 @@ def warp(image, flow):
     batch = image_t.to(work_dtype).reshape(-1, channels, *spatial)
     flow_b = flow_t.to(device=batch.device, dtype=work_dtype)
     flow_b = flow_b if flow_b.ndim == 4 else flow_b.unsqueeze(0)
-    out = _warp_tensor(batch, flow_b).reshape(image_t.shape).to(image_t.dtype)
+    out = _warp_tensor(batch, flow_b, mode).reshape(image_t.shape).to(image_t.dtype)
     return out.numpy() if is_numpy else out
 
 
@@ -173,3 +174,50 @@ def consistency_mask(flow_fwd: np.ndarray, flow_bwd: np.ndarray,
     cols = np.arange(width, dtype=np.float32)[None, :] + fwd[1]
     inside = (rows >= 0) & (rows <= height - 1) & (cols >= 0) & (cols <= width - 1)
     return consistent & inside
+
+
+# -- OpenCV's flows ------------------------------------------------------------------------------
+# DIS (Kroeger et al., "Fast Optical Flow using Dense Inverse Search", ECCV 2016) is what the
+# classic engine carries colours with; Farneback (SCIA 2003) is only a baseline (bench/).
+# Both run on 8-bit luminance, so inputs in [0, 1] are scaled by this.
+OPENCV_LEVELS = 255.0
+# Farneback parameters of OpenCV's own sample (samples/python/opt_flow.py): pyramid scale 0.5,
+# 3 levels, window 15, 3 iterations, polynomial neighbourhood 5, its sigma 1.2.
+FARNEBACK_PARAMETERS = (0.5, 3, 15, 3, 5, 1.2, 0)
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+
+
+def _opencv_pair(reference: np.ndarray, moving: np.ndarray):
+    _check_luminance_pair(reference, moving)
+    to_uint8 = lambda image: np.clip(image * OPENCV_LEVELS + 0.5, 0, 255).astype(np.uint8)  # noqa: E731
+    return to_uint8(reference), to_uint8(moving)
+
+
+def _from_opencv(flow_xy: np.ndarray) -> np.ndarray:
+    """OpenCV's (H, W, 2) (x, y) flow -> this module's (2, H, W) (row, col)."""
+    return np.ascontiguousarray(flow_xy.transpose(2, 0, 1)[::-1], dtype=np.float32)
+
+
+def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """OpenCV's DIS flow (2, H, W) float32 (row, col) with ``warp(moving, flow) ≈ reference``.
+
+    Same convention and inputs as :func:`estimate_flow` (HxW luminance in [0, 1]); solved at
+    full resolution with its own coarse-to-fine pyramid, so large displacements are found.
+    """
+    import cv2
+
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"dis_flow: preset must be one of {DIS_PRESETS}, got {preset!r}")
+    code = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[preset]
+    ref8, mov8 = _opencv_pair(reference, moving)
+    return _from_opencv(cv2.DISOpticalFlow_create(code).calc(ref8, mov8, None))
+
+
+def farneback_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """OpenCV's Farneback flow, same convention as :func:`dis_flow` (a baseline's flow)."""
+    import cv2
+
+    ref8, mov8 = _opencv_pair(reference, moving)
+    return _from_opencv(cv2.calcOpticalFlowFarneback(ref8, mov8, None, *FARNEBACK_PARAMETERS))

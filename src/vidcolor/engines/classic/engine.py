@@ -6,7 +6,8 @@ REFERENCE.md §4), the paper's centred-cosine correlation with its argmax warp a
 max-confidence map (Eq. 3-5, the official T = 1e-10 limit); the matches are then refined by
 local search on a grid twice as fine, and each fine cell takes its match's colour.
 Colorization (``colorize.py``): warped colours and the previous output carried by optical
-flow, fused by confidence and spread edge-aware. ``output_size`` is the working size times
+flow (in propagation mode read from the reference along the tracked flow chain), fused by
+confidence and spread edge-aware. ``output_size`` is the working size times
 ``processing_scale`` (1 by default).
 
 Implements the ``Engine`` protocol of ``engines/base.py``: Lab tensors with centred L, state
@@ -21,12 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1].
-from vidcolor.color.lab import L_MEAN as L_OFFSET, L_RANGE
+from vidcolor.color.lab import L_MEAN, L_RANGE
+from vidcolor.color.resize import resize_area
 from vidcolor.engines.classic import colorize, correspondence, features
 from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError
+from vidcolor.motion.flow import warp
 
+# Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1]:
+# (centred L + L_MEAN) / L_RANGE.
 # Below this the features' blurs and the flow pyramid have nothing to work with.
 MIN_WORKING_SIDE = 16
 # Colour, flow and smoothing run at this fraction of the working size (speed: see bench/).
@@ -37,7 +41,8 @@ FINE_PER_COARSE = 2
 
 @dataclass(frozen=True)
 class ClassicSettings:
-    """Everything tunable about the engine (defaults measured in bench/classic_quality.py)."""
+    """Everything tunable about the engine (defaults measured in bench/classic_quality.py and,
+    for the colorization step, bench/footage_quality.py)."""
 
     feature_weights: features.FeatureWeights = field(default_factory=features.FeatureWeights)
     # True: read the reference's full-detail ab along the matches (``sample_matches``);
@@ -85,18 +90,19 @@ class ClassicReference:
 
 @dataclass
 class ClassicState:
-    """The previous frame's centred L (1, 1, h, w) and ab (1, 2, h, w); None before any frame."""
+    """The previous frame's centred L (1, 1, h, w) and ab (1, 2, h, w); None before any frame.
+
+    Propagation mode also tracks where each pixel's colour came from in the reference
+    (``colorize.track_reference``): ``offsets`` (2, h, w) to the position in ``reference``
+    (3, h, w, its centred Lab) and ``tracked`` (h, w) bool where that chain is still valid;
+    None in exemplar mode.
+    """
 
     l: torch.Tensor | None = None
     ab: torch.Tensor | None = None
-
-
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False,
-                         antialias=shrink)
+    offsets: np.ndarray | None = None
+    tracked: np.ndarray | None = None
+    reference: np.ndarray | None = None
 
 
 def cell_centres(grid: tuple[int, int], size: tuple[int, int], like: torch.Tensor
@@ -206,13 +212,13 @@ class ClassicEngine:
     def prepare_reference(self, ref_lab: torch.Tensor) -> ClassicReference:
         self._check_lab(ref_lab, 3, "ref_lab")
         lab = ref_lab[:1].to(self.device, self.compute_dtype)
-        luminance = (lab[:, :1] + L_OFFSET) / L_RANGE
+        luminance = (lab[:, :1] + L_MEAN) / L_RANGE
         fine_raw, coarse_raw = self._feature_levels(luminance)
         fine = self._reference_level(fine_raw)
         return ClassicReference(
             coarse=self._reference_level(coarse_raw), fine=fine,
-            lab=_resize(lab, self.output_size(*lab.shape[-2:])),
-            fine_ab=_resize(lab[:, 1:], fine.grid))
+            lab=resize_area(lab, self.output_size(*lab.shape[-2:])),
+            fine_ab=resize_area(lab[:, 1:], fine.grid))
 
     def _frame_level(self, raw: torch.Tensor, level: ReferenceLevel) -> torch.Tensor:
         """(B, C, N) centred, normalised frame features scaled like the reference's."""
@@ -271,7 +277,7 @@ class ClassicEngine:
         self._check_lab(frames_l, 1, "frames_l")
         # No luminance remapping is needed where exposures differ: every feature is linear in
         # L, and centring plus normalisation cancel any gain and offset (tested).
-        luminance = (frames_l.to(self.device, self.compute_dtype) + L_OFFSET) / L_RANGE
+        luminance = (frames_l.to(self.device, self.compute_dtype) + L_MEAN) / L_RANGE
         fine_raw, coarse_raw = self._feature_levels(luminance)
         batch, _, fine_h, fine_w = fine_raw.shape
         offsets, similarity = correspondence.refine_matches(
@@ -295,7 +301,7 @@ class ClassicEngine:
         because some cell always fits; one picture matched onto another unrelated picture is
         many-to-one, so few matches are mutual. Mean over the frames, in [0, 1]."""
         self._check_lab(frames_l, 1, "frames_l")
-        luminance = (frames_l.to(self.device, self.compute_dtype) + L_OFFSET) / L_RANGE
+        luminance = (frames_l.to(self.device, self.compute_dtype) + L_MEAN) / L_RANGE
         _, coarse_raw = self._feature_levels(luminance)
         frame = self._frame_level(coarse_raw, ref.coarse)  # (B, C, N)
         similarity = torch.einsum("bcn,cm->bnm", frame, ref.coarse.features)
@@ -307,10 +313,14 @@ class ClassicEngine:
     # -- colorization --------------------------------------------------------------------------
 
     def initial_state(self, ref: ClassicReference, propagate: bool) -> ClassicState:
-        """Exemplar mode: no previous output. Propagation: the reference is frame 0's colours."""
+        """Exemplar mode: no previous output. Propagation: the reference is frame 0's colours,
+        every pixel tracked to itself."""
         if not propagate:
             return ClassicState()
-        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:])
+        size = tuple(ref.lab.shape[-2:])
+        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:],
+                            offsets=np.zeros((2, *size), np.float32),
+                            tracked=np.ones(size, bool), reference=_to_numpy(ref.lab[0]))
 
     def step(self, frame_l: torch.Tensor, corr: Correspondence, state: ClassicState
              ) -> tuple[torch.Tensor, ClassicState]:
@@ -320,20 +330,28 @@ class ClassicEngine:
                              f"{tuple(frame_l.shape)} and {len(corr)} correspondences")
         fusion = self.settings.fusion
         size = self.output_size(*frame_l.shape[-2:])
-        l_now = _resize(frame_l.to(self.device, self.compute_dtype), size)
-        ref_ab = _resize(corr.warped_ab.to(self.compute_dtype), size)
-        similarity = _resize(corr.confidence.to(self.compute_dtype), size)
+        l_now = resize_area(frame_l.to(self.device, self.compute_dtype), size)
+        ref_ab = resize_area(corr.warped_ab.to(self.compute_dtype), size)
+        similarity = resize_area(corr.confidence.to(self.compute_dtype), size)
         l_np = _to_numpy(l_now[0, 0])
         ref_weight = colorize.reference_weight(_to_numpy(similarity[0, 0]), fusion)
         carried_ab = carried_weight = None
+        offsets = tracked = None
         if state.ab is not None and state.l is not None:
-            previous_l = _to_numpy(_resize(state.l.to(self.compute_dtype), size)[0, 0])
-            previous_ab = _to_numpy(_resize(state.ab.to(self.compute_dtype), size)[0])
-            carried_ab, carried_weight = colorize.carry_previous(
-                (l_np + L_OFFSET) / L_RANGE, (previous_l + L_OFFSET) / L_RANGE, previous_ab,
-                fusion)
+            previous_l = _to_numpy(resize_area(state.l.to(self.compute_dtype), size)[0, 0])
+            previous_ab = _to_numpy(resize_area(state.ab.to(self.compute_dtype), size)[0])
+            motion = colorize.frame_motion((l_np + L_MEAN) / L_RANGE,
+                                           (previous_l + L_MEAN) / L_RANGE, fusion)
+            carried_ab, carried_weight = warp(previous_ab, motion.flow), motion.reliability
+            if state.offsets is not None and state.offsets.shape[-2:] == tuple(size):
+                offsets, tracked = colorize.track_reference(motion, state.offsets,
+                                                            state.tracked)
+                sampled, share = colorize.sample_tracked(state.reference, l_np, offsets,
+                                                         tracked, fusion)
+                carried_ab = share * sampled + (1.0 - share) * carried_ab
         ab = colorize.fuse_and_fill(l_np, _to_numpy(ref_ab[0]), ref_weight, carried_ab,
                                     carried_weight, fusion)
         ab_tensor = torch.from_numpy(ab)[None].to(self.device, self.compute_dtype)
-        new_state = ClassicState(l=l_now, ab=ab_tensor)
+        new_state = ClassicState(l=l_now, ab=ab_tensor, offsets=offsets, tracked=tracked,
+                                 reference=state.reference if offsets is not None else None)
         return ab_tensor.to(self.dtype), new_state
