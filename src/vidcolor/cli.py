@@ -497,6 +497,9 @@ def info(
             typer.echo(json.dumps(report.to_dict(), indent=2))
         else:
             typer.echo("\n".join(machine_info.render_lines(report)))
+
+
+@app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Folder of color videos (and optionally still images)."),
     out: Path = typer.Option(..., "--out", help="Run folder: log.jsonl, checkpoint.pt, final/, cache/."),

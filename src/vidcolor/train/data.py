@@ -32,7 +32,7 @@ from vidcolor.errors import InputError, OptionError
 from vidcolor.io.images import is_image_path, load_image
 from vidcolor.io.reader import open_clip
 from vidcolor.motion.flow import consistency_mask, estimate_flow, warp
-from vidcolor.pipeline.reference import VIDEO_EXTENSIONS
+from vidcolor.io.naming import VIDEO_EXTENSIONS
 
 PAPER_CROP = (216, 384)  # §4: "384x216" crops (H, W here), also the official train.py size
 STORE_MARGIN = 1.25  # frames are cached at 1.25x the size that just covers the crop: room to move

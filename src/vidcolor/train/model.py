@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolor.color.lab import official_lab_to_rgb, uncenter_lab
+from vidcolor.color.lab import uncenter_lab
+from vidcolor.color.official import official_lab_to_rgb
 from vidcolor.engines.devc.correspondence import (
     TRAINING_TEMPERATURE,
     UPSAMPLE_TO_NETWORK,
