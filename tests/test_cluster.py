@@ -177,8 +177,9 @@ def test_sigterm_on_the_driver_stops_workers_and_leaves_no_partial_output(tmp_pa
 
 @needs_ray
 def test_split_file_equals_its_ranges_colorized_one_by_one(tmp_path, local_ray):
-    """A file split at cuts 9 and 17: each range starts the recurrence afresh, the join
-    copies timestamps, luma and audio from the source once. The reference: each range
+    """A file with cuts at 9, 12 and 17, split into ranges of at least 5 frames (so 12 stays
+    inside the range [9, 17)): the recurrence starts afresh at every cut, in a range too, and
+    the join copies timestamps, luma and audio from the source once. The reference: each shot
     colorized by its own ``colorize_frames`` call, written by the test through the writer."""
     from vidcolor.colorizer import Colorizer, open_output
     from vidcolor.io import reader
@@ -188,12 +189,12 @@ def test_split_file_equals_its_ranges_colorized_one_by_one(tmp_path, local_ray):
         "broken.mp4": dict(n_frames=2)})
     (archive / "broken.mp4").write_bytes(b"not a video at all")
     out = tmp_path / "colored"
-    cuts = [9, 17]
+    cuts = [9, 12, 17]
     events = []
     outcome = cluster.run_cluster_batch(
         plan_jobs(archive, out, None), out, cluster.ClusterSpec(local_workers=WORKERS),
         colorizer_options=CLASSIC, video_options=VIDEO_OPTIONS | {"codec": "ffv1"},
-        cuts=lambda video: cuts, min_piece_frames=1, emit=lambda *e: events.append(e))
+        cuts=lambda video: cuts, min_piece_frames=5, emit=lambda *e: events.append(e))
     assert [j.video.name for j in outcome.groups["done"]] == ["reel.mp4"]
     assert [j.video.name for j in outcome.groups["failed"]] == ["broken.mp4"]
     record = outcome.records[archive / "reel.mp4"]
@@ -206,7 +207,7 @@ def test_split_file_equals_its_ranges_colorized_one_by_one(tmp_path, local_ray):
         frames = list(clip.frames())
         with open_output(expected, clip.info, archive / "reel.mp4", preset="default",
                          codec="ffv1", crf=18, overwrite=False) as writer:
-            for a, b in [(0, 9), (9, 17), (17, 24)]:
+            for a, b in [(0, 9), (9, 12), (12, 17), (17, 24)]:
                 pictures = colorizer.colorize_frames([f.rgb for f in frames[a:b]],
                                                      archive / "reel.png")
                 for frame, rgb in zip(frames[a:b], pictures):

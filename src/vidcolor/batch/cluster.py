@@ -387,10 +387,15 @@ class Driver:
         remove_leftovers(job.output)  # left by an earlier driver's workers
         range_split.remove_parts(job.output)  # parts of an earlier driver are not trusted
         if self.cuts is not None:
-            pieces = range_split.split_ranges(self.cuts(job.video), self.min_piece_frames)
+            cuts = sorted(set(int(c) for c in self.cuts(job.video)))
+            pieces = range_split.split_ranges(cuts, self.min_piece_frames)
             if len(pieces) > 1:
                 self.records[job.video].ranges = tuple(pieces)
-                return [Task(job, "range", frame_range=p) for p in pieces]
+                # A piece may hold several shots: the recurrence restarts at each, as in a
+                # single run, so the worker is told where they start.
+                return [Task(job, "range", frame_range=p,
+                             shot_starts=tuple(c for c in cuts if c in p and c != p.start))
+                        for p in pieces]
         return [Task(job, "file")]
 
     def _next_task(self) -> Task | None:

@@ -92,9 +92,13 @@ def remove_parts(output: Path) -> None:
 
 def colorize_range(colorizer, video: Path, reference: Path, frame_range: FrameRange,
                    output: Path, *, mode: str, preset: str, size: tuple[int, int] | None,
+                   shot_starts: Iterable[int] = (),
                    on_frame: Callable[[], None] | None = None) -> int:
-    """Colorize frames ``frame_range`` of ``video`` (recurrence fresh at its start) into the
-    range's PNG folder for ``output``, written atomically. Returns the frame count."""
+    """Colorize frames ``frame_range`` of ``video`` into the range's PNG folder for
+    ``output``, written atomically; returns the frame count. The recurrence restarts at the
+    range's start and at each of ``shot_starts`` inside it, as a single run restarts at every
+    shot; in propagation mode only the film's first shot is seeded by the reference (a single
+    run colorizes the others in exemplar mode)."""
     from vidcolor.io import reader, writer
 
     target = part_path(output, frame_range)
@@ -103,13 +107,18 @@ def colorize_range(colorizer, video: Path, reference: Path, frame_range: FrameRa
         # Frames are counted in decode order from the start, exactly as a single run sees
         # them (a seek could land elsewhere in files with broken timestamps).
         frames = itertools.islice(clip.frames(), frame_range.start, frame_range.end)
+        starts = [frame_range.start, *sorted(shot_starts)]
+        ends = [*starts[1:], frame_range.end]
         with writer.open_writer(target, None, src_path=None, codec=writer.FRAME_FOLDER_CODEC,
                                 overwrite=True) as out:
-            for rgb in colorizer.colorize_frames((frame.rgb for frame in frames), reference,
-                                                 mode=mode, preset=preset, size=size):
-                out.write(rgb)
-                if on_frame is not None:
-                    on_frame()
+            for start, end in zip(starts, ends):
+                shot = itertools.islice(frames, None if end is None else end - start)
+                shot_mode = mode if start == 0 else "exemplar"
+                for rgb in colorizer.colorize_frames((frame.rgb for frame in shot), reference,
+                                                     mode=shot_mode, preset=preset, size=size):
+                    out.write(rgb)
+                    if on_frame is not None:
+                        on_frame()
             if out.frames_written == 0:
                 raise ProcessingError(f"{video}: no frame decodes in range "
                                       f"[{frame_range.start}, {frame_range.end})")

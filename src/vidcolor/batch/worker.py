@@ -25,6 +25,7 @@ class Task:
     kind: str  # "file" | "range" | "join"
     frame_range: range_split.FrameRange | None = None
     ranges: tuple[range_split.FrameRange, ...] = ()
+    shot_starts: tuple[int, ...] = ()  # for a range: the shots that start inside it
     attempt: int = 0
 
     @property
@@ -47,6 +48,7 @@ def run_task(colorizer, task: Task, video_options: dict[str, Any],
     if task.kind == "range":
         return range_split.colorize_range(
             colorizer, job.video, job.reference, task.frame_range, job.output,
+            shot_starts=task.shot_starts,
             mode=video_options["mode"], preset=video_options["preset"],
             size=video_options["size"], on_frame=on_frame)
     return range_split.join_ranges(job.video, list(task.ranges), job.output,
