@@ -72,7 +72,7 @@ def run_child(variant: str, grid: tuple[int, int], threads: int) -> dict:
     """
     import torch
 
-    from vidcolor.engines.devc.correspondence import dense_warp, chunked_warp, chunked_warp
+    from vidcolor.engines.devc.correspondence import chunked_warp, dense_warp
 
     torch.set_num_threads(threads)
     frames, reference = _inputs(grid)

@@ -94,7 +94,6 @@ def footage_edit(paths: list[str], size: tuple[int, int] = (240, 320)):
     """An edit of real hand-held footage (development only; never committed): alternating
     40-frame pieces of the clips joined by cut, dissolve, fade, cut, dissolve, cut. Pieces of
     one clip far apart in time are different shots of a recurring scene."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 

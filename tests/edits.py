@@ -10,7 +10,6 @@ truth (F1 per transition type). Used by tests/test_shots*.py and bench/shots.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 

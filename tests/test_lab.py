@@ -7,8 +7,6 @@ import pytest
 import torch
 from skimage import color as skcolor
 
-from tolerance import F64_EPS, assert_close
-
 from vidcolor.color.lab import (
     L_MEAN,
     center_lab,
