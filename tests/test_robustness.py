@@ -530,6 +530,42 @@ def test_signal_mid_run_removes_temp(long_clip, material, tmp_path, sig, code):
     assert not out.exists() and not leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_cleanup_lets_it_finish(monkeypatch, material, tmp_path, sig, code):
+    """A signal that lands inside the encode thread's join (a Python handler raises wherever
+    the main thread is) waits for the join to end, then stops before anything is committed."""
+    from vidcolor.io import prefetch
+
+    joined = []
+    original = prefetch.WriteBehind.close
+
+    def close_with_signal(self):
+        if self._worker.is_alive():
+            os.kill(os.getpid(), sig)  # delivered at the next bytecode: inside this close
+        original(self)
+        joined.append(not self._worker.is_alive())
+
+    monkeypatch.setattr(prefetch.WriteBehind, "close", close_with_signal)
+    setup = colorize(tmp_path, material, material.clip)
+    result = runner.invoke(app, [str(a) for a in setup.args])
+    assert result.exit_code == code, result.output
+    assert joined and all(joined)
+    assert not setup.out.exists() and not leftovers(tmp_path)
+
+
+def test_second_signal_stops_at_once():
+    """The latch notes one signal for the next safe point; a second one raises where it lands."""
+    from vidcolor.signals import SignalLatch
+
+    with pytest.raises(KeyboardInterrupt):
+        with SignalLatch() as latch:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert latch.received == [signal.SIGINT]  # noted, not raised
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("the second signal did not raise")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def one_error_line(output: str) -> str:
     """The output holds exactly one line, an error, and no traceback; returns it."""
     assert "Traceback" not in output, output

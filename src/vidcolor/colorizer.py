@@ -31,6 +31,7 @@ from vidcolor.errors import (
 from vidcolor.options import ENGINES, MODES, PRESETS
 from vidcolor.io.frame import Frame
 from vidcolor.io.prefetch import WriteBehind, prefetch
+from vidcolor.signals import SignalLatch
 from vidcolor.pipeline.presets import check_size, make_preset
 from vidcolor.pipeline.reference import is_gray, load_reference
 
@@ -336,7 +337,9 @@ class Colorizer:
         trimmed = job.start is not None or job.duration is not None or job.max_frames is not None
         square = dataclasses.replace(info, sample_aspect_ratio=None)  # resampled: square pixels
         timestamps: list[float] = []
-        with ExitStack() as stack:  # closed in reverse: decoder first, then bar and writers
+        # A signal is raised between frames, or once the stack below is closed: never inside
+        # a thread's join or a writer's close (signals.py).
+        with SignalLatch() as latch, ExitStack() as stack:  # closed in reverse: decoder first
             out = stack.enter_context(open_output(
                 job.dst, info, job.src, preset=job.preset, codec=job.codec, crf=job.crf,
                 overwrite=job.overwrite, trimmed=trimmed,
@@ -358,6 +361,7 @@ class Colorizer:
             for result in self._stream_film(decoded, (info.height, info.width), film,
                                             mode=job.mode, preset=job.preset, size=job.size,
                                             batch_size=job.batch_size, times=times):
+                latch.check()
                 encoder.submit(write_result, out, preview, result, times)
                 summary.confidence.append(result.confidence)
                 timestamps.append(frame_time(result.source, info))
@@ -366,6 +370,8 @@ class Colorizer:
                     job.on_frame()
             if not summary.confidence:
                 raise ProcessingError(f"{job.src}: no frame could be decoded in the requested range")
+            encoder.close()  # every frame encoded
+            latch.check()  # a signal until here: nothing is committed
         return timestamps
 
     def _warn_about_input(self, summary: RunSummary, timestamps: list[float], film) -> None:

@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from vidcolor.batch.cluster_progress import NoProgress
 from vidcolor.batch.runner import MANIFEST_NAME, Job, Manifest
 from vidcolor.batch.worker import ColorizeWorker, Task
 from vidcolor.errors import OptionError, ProcessingError, UsageError, VidcolorError
+from vidcolor.signals import SignalLatch
 
 INSTALL_HINT = "pip install vidcolor[cluster]"
 DEFAULT_RETRIES = 3  # further attempts of a task whose worker died, before the file fails
@@ -130,38 +130,6 @@ def own_signal_handlers() -> Iterator[None]:
         for sig, handler in saved.items():
             if handler is not None:
                 signal.signal(sig, handler)
-
-
-class SignalLatch:
-    """SIGINT/SIGTERM noted while the driver waits inside Ray (a Python exception raised from
-    a handler there comes out as a SystemError), then raised by ``check`` from the loop as
-    the handlers in place before would raise it (KeyboardInterrupt, the CLI's Interrupted)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: list[int] = []
-        self.saved: dict[int, Any] = {}
-
-    def __enter__(self) -> "SignalLatch":
-        if threading.current_thread() is threading.main_thread():
-            self.saved = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
-        return self
-
-    def _note(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
-        self.received.append(signum)
-
-    def check(self) -> None:
-        if self.received:
-            signum = self.received[0]
-            handler = self.saved.get(signum)
-            if callable(handler):
-                handler(signum, None)
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
 
 
 def start_local(ray, workers: int, gpus: int, options: dict[str, Any]) -> None:
