@@ -38,11 +38,12 @@ def _with_ties(frames, ref, colors):
     return ref, colors, (colors[:, winner] + colors[:, twin]) / 2
 
 
-@pytest.mark.parametrize("masked", [False, True])
-def test_near_zero_temperature_splits_exact_ties_like_the_softmax(masked):
+@pytest.mark.parametrize("masked, grid", [(False, None), (True, None), (False, (6, 8))])
+def test_near_zero_temperature_splits_exact_ties_like_the_softmax(masked, grid):
     frames, ref, colors = _case()
     ref, colors, expected = _with_ties(frames, ref, colors)
-    warped, confidence = correlate_and_warp(frames, ref, colors, 1e-10, rows=9, masked=masked)
+    warped, confidence = correlate_and_warp(frames, ref, colors, 1e-10, rows=9, masked=masked,
+                                            grid=grid)
     dense_warped, dense_confidence = _dense(frames, ref, colors, 1e-10)
     # Weights are exactly 1, 1/2 or 0 either way: only the colour sums' rounding differs.
     torch.testing.assert_close(warped, dense_warped, rtol=0, atol=1e-12)

@@ -198,3 +198,21 @@ def test_row_max_argmax_equals_torch_max_with_first_index_on_ties():
     assert torch.equal(best, expected.values)
     assert torch.equal(index, expected.indices)
     assert index[3].item() == 5 and index[4].item() == 8
+
+
+@pytest.mark.parametrize("grid", [(6, 7), None])
+def test_row_top_two_gives_the_value_left_without_the_winner(grid):
+    from vidcolor.engines.correlation import row_top_two
+
+    corr = torch.randn(2, 40, 6 * 7)
+    corr[0, 3, [5, 30]] = 10.0  # tie across reference rows: the runner-up equals the max
+    corr[0, 4, [8, 9]] = 10.0  # tie inside a reference row
+    corr[1, 5, 12] = 10.0  # a clear winner
+    before = corr.clone()
+    best, index, second = row_top_two(corr, grid)
+    assert torch.equal(corr, before)  # restored when knocked out in place
+    expected = corr.max(dim=-1)
+    assert torch.equal(best, expected.values) and torch.equal(index, expected.indices)
+    independent = corr.sort(dim=-1, descending=True).values[..., 1]  # the second largest
+    assert torch.equal(second, independent)
+    assert second[0, 3] == 10.0 and second[0, 4] == 10.0 and second[1, 5] < 10.0

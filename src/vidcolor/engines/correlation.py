@@ -84,14 +84,43 @@ def row_max_argmax(corr: torch.Tensor, grid: tuple[int, int] | None = None,
     row (``amax``) comes first, then the first reference row holding the overall maximum,
     then the argmax inside that row only. Elsewhere the plain kernel.
     """
+    best, index, _ = _row_top(corr, grid, runner_up=False)
+    return best, index
+
+
+def row_top_two(corr: torch.Tensor, grid: tuple[int, int] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`row_max_argmax` and the runner-up: the largest value of the row once the winning
+    entry is left out (-inf for a one-entry row). On CPU with ``grid`` it comes from the small
+    per-reference-row maxima and the winning reference row alone, exactly, with no second pass
+    over ``corr``; elsewhere the winner is knocked out in place for one ``amax`` and restored.
+    """
+    return _row_top(corr, grid, runner_up=True)
+
+
+def _row_top(corr: torch.Tensor, grid: tuple[int, int] | None, runner_up: bool):
     if grid is None or corr.device.type != "cpu":
-        return corr.max(dim=-1)
+        best, index = corr.max(dim=-1)
+        if not runner_up:
+            return best, index, None
+        winner = index.unsqueeze(-1)
+        corr.scatter_(-1, winner, float("-inf"))
+        second = corr.amax(dim=-1)
+        corr.scatter_(-1, winner, best.unsqueeze(-1))
+        return best, index, second
     lead = corr.shape[:-1]
     rows = corr.reshape(-1, *grid)  # (R, h, w)
-    best, best_row = rows.amax(dim=2).max(dim=1)  # small: R x h
+    row_best = rows.amax(dim=2)  # small: R x h
+    best, best_row = row_best.max(dim=1)
     within = rows[torch.arange(rows.shape[0], device=corr.device), best_row]  # (R, w)
-    index = best_row * grid[1] + within.argmax(dim=1)
-    return best.view(lead), index.view(lead)
+    column = within.argmax(dim=1)
+    index = best_row * grid[1] + column
+    if not runner_up:
+        return best.view(lead), index.view(lead), None
+    other_rows = row_best.scatter(1, best_row.unsqueeze(1), float("-inf")).amax(dim=1)
+    rest_of_row = within.scatter(1, column.unsqueeze(1), float("-inf")).amax(dim=1)
+    second = torch.maximum(other_rows, rest_of_row)
+    return best.view(lead), index.view(lead), second.view(lead)
 
 
 def _check(frames: torch.Tensor, features: torch.Tensor, colors: torch.Tensor) -> None:
@@ -153,35 +182,32 @@ def correlate_and_warp(frames: torch.Tensor, features: torch.Tensor, colors: tor
             confidence[:, start:stop] = corr.amax(dim=2)
             warped[:, start:stop] = torch.softmax(corr.div_(temperature), dim=2) @ colors_t
         else:
-            best, index = row_max_argmax(corr, grid)
+            if cutoff is None:
+                best, index = row_max_argmax(corr, grid)
+            else:
+                best, index, second = row_top_two(corr, grid)
             confidence[:, start:stop] = best
             warped[:, start:stop] = colors_t[index]
             if cutoff is not None:
-                _soften_near_ties(corr, best, index, temperature, cutoff, colors_t,
+                _soften_near_ties(corr, second >= best - cutoff, temperature, colors_t,
                                   warped[:, start:stop], masked)
     return warped.transpose(1, 2).contiguous(), confidence
 
 
-def _soften_near_ties(corr: torch.Tensor, best: torch.Tensor, index: torch.Tensor,
-                      temperature: float, cutoff: float, colors_t: torch.Tensor,
-                      out: torch.Tensor, masked: bool) -> None:
-    """Rows whose runner-up lies within ``cutoff`` of the max get their dense softmax row.
+def _soften_near_ties(corr: torch.Tensor, tied: torch.Tensor, temperature: float,
+                      colors_t: torch.Tensor, out: torch.Tensor, masked: bool) -> None:
+    """Rows whose runner-up lies within the softmax cutoff of the max (``tied``, (B, Q)) get
+    their dense softmax row.
 
     Unmasked (CPU): the few such rows are picked out (a host read is free there). Masked
     (GPU): every row's softmax is computed and selected by mask, so nothing waits.
     """
-    winner = index.unsqueeze(-1)
-    best_value = corr.gather(-1, winner)
-    corr.scatter_(-1, winner, float("-inf"))  # knock the winner out, in place
-    tied = corr.amax(dim=-1) >= best - cutoff  # (B, Q)
     if not masked:
         where = torch.nonzero(tied)
         if where.numel():
-            corr.scatter_(-1, winner, best_value)  # restore before the dense rows
             picked = corr[where[:, 0], where[:, 1]]
             out[where[:, 0], where[:, 1]] = torch.softmax(picked / temperature, dim=-1) @ colors_t
         return
-    corr.scatter_(-1, winner, best_value)
     soft = torch.softmax(corr.div_(temperature), dim=-1) @ colors_t
     out.copy_(torch.where(tied.unsqueeze(-1), soft, out))
 
