@@ -4,16 +4,18 @@ Both engines rank a shot's references with this (``Engine.reference_match``). Th
 can be compared with colour references through luminance only, and the engines' own
 similarities do not separate scenes: the classic engine's mean confidence is high against any
 textured picture, and its mutual-nearest-neighbour fraction ranked the right reference first
-for 57 of 58 real and synthetic shots; the devc network's confidence has no calibration
-without the real weights. Local keypoints survive what separates a shot's frames from another
+in 15 of 23 synthetic shots (bench/shots.py) and 57 of 58 real and synthetic queries at
+640x480 (bench/reference_matching.py --mutual); the devc network's confidence has no
+calibration without the real weights. Local keypoints survive what separates a shot's frames from another
 moment of the same scene (camera moves, zoom, exposure), and a reference of another scene only
 yields matches that no single geometric transform explains.
 
 The score: SIFT keypoints of the contrast-stretched luminance at :data:`ANALYSIS_WIDTH`,
 matched with Lowe's ratio test and one-to-one, then the fraction of the frame's keypoints that
 a RANSAC homography keeps (the dominant plane of a hand-held shot). Measured by
-``bench/reference_matching.py`` on real footage and synthetic scenes: right references score
-0.044 and up, other scenes' 0.040 and below, and the right one ranked first every time.
+``bench/reference_matching.py`` on real footage and synthetic scenes at 640x480: right
+references score 0.077 and up, other scenes' 0.043 and below, and the right one ranked first
+in every order given (at 90x160 too, where scores are lower: 0.030+ against 0.014-).
 A weak layout term (correlation of small, normalised thumbnails) breaks ties among references
 no keypoint tells apart (a textureless shot), too small to overturn keypoint evidence.
 """
@@ -44,13 +46,15 @@ RANSAC_TOLERANCE = 6.0
 # Frames of the shot's first batch that are compared: its first and last.
 FRAMES_COMPARED = 2
 # Thumbnail of the layout term, and the weight that keeps it a tie-breaker: it adds at most
-# LAYOUT_WEIGHT, a twentieth of the smallest gap measured between the right and the best
-# wrong reference's keypoint scores (0.044).
+# LAYOUT_WEIGHT, a tenth of the smallest gap measured between the right and the best wrong
+# reference's scores (0.019, synthetic scenes at 90x160).
 THUMBNAIL = (24, 32)
 LAYOUT_SHIFTS = (-2, 0, 2)  # thumbnail cells, each axis: a small camera move
 LAYOUT_WEIGHT = 2e-3
-# A best score below this means no reference shows the shot's scene. Measured: other scenes'
-# references score 0.040 and below, the right scene's 0.044 and up (bench/reference_matching.py).
+# A best score below this means no reference shows the shot's scene: the midpoint between the
+# right scene's lowest score (0.077) and another scene's highest (0.043) on real footage and
+# synthetic scenes at 640x480 (bench/reference_matching.py). Frames far under ANALYSIS_WIDTH
+# score lower and may be warned about with the right reference.
 LOW_SCENE_MATCH = 0.06
 
 
