@@ -78,3 +78,22 @@ def test_the_classic_engine_ranks_by_it(scenes):
     prepared = engine.prepare_reference(lab)
     assert engine.reference_match(frames.float(), prepared) == \
         scene_match.scene_match(frames.float(), scene_match.describe(lab[:, :1]))
+
+
+def test_a_shot_is_matched_past_its_fade_in(scenes):
+    """After a fade through black the shot's first frames are black: the frames matched are
+    the most contrasted of its look-ahead, so the right reference still scores as right."""
+    from vidcolor.engines.classic.engine import ClassicEngine
+    from vidcolor.io.frame import Frame
+    from vidcolor.pipeline.presets import make_preset
+    from vidcolor.pipeline.shots import _matching_l
+
+    engine = ClassicEngine()
+    preset = make_preset("default", engine, SIZE, None)
+    shot = render_shot(ShotSpec("coffee", 12, ((0.45, 0.4), (0.55, 0.6)), (1.3, 1.6)), SIZE, 0)
+    fading = [np.zeros_like(shot[0])] * 4 + [(f * (k / 4)).astype(np.uint8)
+                                             for k, f in enumerate(shot[:4])] + shot[4:]
+    frames_l = _matching_l(engine, preset, [Frame(i, f) for i, f in enumerate(fading)])
+    keys = scene_match.describe(_centred_l(scenes["coffee"][1]))
+    assert frames_l.shape[0] == 2
+    assert scene_match.scene_match(frames_l, keys) >= scene_match.LOW_SCENE_MATCH
