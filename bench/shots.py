@@ -52,7 +52,8 @@ def transnet_boundaries(path: Path, library: str) -> list[tuple[int, None]]:
 
 def reference_ranking(edits, frames_per_shot: int = 4) -> dict[str, tuple[int, int]]:
     """How often the right scene's reference ranks first among every scene's reference, by
-    the classic engine's matching signal (``reference_match``) and by its mean confidence.
+    the engines' matching signal (``reference_match``, engines/scene_match.py) and by the
+    classic engine's mean confidence.
     References: each whole photograph, framed wider than any shot; animation shots have none."""
     import torch
 

@@ -111,17 +111,19 @@ def test_a_bad_pinned_time_is_one_line_exit_2(film, tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
-def test_devc_engine_matches_by_its_confidence_and_resets_per_shot(film, tmp_path, devc_weights):
-    """The devc engine's ``reference_match`` is its mean correspondence confidence: it ranks
-    the references (seeded weights: the choice itself is arbitrary, the plumbing is not)."""
+def test_devc_engine_matches_by_scene_and_resets_per_shot(film, tmp_path, devc_weights):
+    """The devc engine ranks references by the shared keypoint scene match, so even seeded
+    weights pick each shot's scene; a shot whose scene has no reference is warned about."""
     edit, video, refs, _ = film
     report = tmp_path / "r.json"
     colorizer = Colorizer(engine="devc")
-    assert colorizer.engine.low_match is None  # not calibrated: no per-shot warning
-    summary = colorizer.colorize_video(video, [refs["coffee"], refs["chelsea"]],
+    summary = colorizer.colorize_video(video, [refs["chelsea"], refs["coffee"]],
                                        tmp_path / "d.mp4", size=(64, 64), report=report,
                                        max_frames=22)
     shots = json.loads(report.read_text())["shots"]
     assert [s["start_frame"] for s in shots] == [0, 10, edit.boundaries[1].frame]
     assert shots[-1]["end_frame"] == summary.frames == 22
-    assert all(s["how"] == "matched" and 0 < s["confidence"] <= 1 for s in shots)
+    assert [s["reference"] for s in shots[:2]] == [str(refs["coffee"]), str(refs["chelsea"])]
+    assert all(s["how"] == "matched" for s in shots)
+    assert shots[0]["confidence"] >= colorizer.engine.low_match > shots[2]["confidence"]
+    assert [w for w in summary.warnings if "shot 2" in w]  # astronaut: no reference of it

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from vidcolor.color.lab import L_MEAN, L_RANGE
 from vidcolor.color.resize import resize_area
+from vidcolor.engines import scene_match
 from vidcolor.engines.classic import colorize, correspondence, features
 from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError
@@ -79,13 +80,14 @@ class ClassicReference:
     ``coarse``/``fine``: its features on the global-search grid and on the grid twice as fine
     where matches are refined; ``lab``
     (1, 3, h, w) centred Lab at processing size; ``fine_ab`` (1, 2, fh, fw) its mean colour per
-    fine cell.
+    fine cell; ``scene`` its keypoints for ``reference_match``.
     """
 
     coarse: ReferenceLevel
     fine: ReferenceLevel
     lab: torch.Tensor
     fine_ab: torch.Tensor
+    scene: scene_match.SceneKeys
 
 
 @dataclass
@@ -152,10 +154,9 @@ class ClassicEngine:
     # unrelated photographs 0.890-0.965, a synthetic colour wheel 0.857. Hand-made features
     # only separate gross mismatches, so the threshold is set to catch just those.
     low_confidence = 0.90
-    # ``reference_match`` below which a shot's best reference is reported as a poor match.
-    # Measured on tests/edits.py's standard edit (bench/shots.py): the right scene's
-    # reference 0.30-0.61 (0.22 under heavy shake), other scenes' 0.15-0.32.
-    low_match = 0.25
+    # ``reference_match`` below which a shot's best reference is reported as a poor match
+    # (the keypoint scene match, measured in bench/reference_matching.py).
+    low_match = scene_match.LOW_SCENE_MATCH
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  settings: ClassicSettings | None = None):
@@ -218,7 +219,8 @@ class ClassicEngine:
         return ClassicReference(
             coarse=self._reference_level(coarse_raw), fine=fine,
             lab=resize_area(lab, self.output_size(*lab.shape[-2:])),
-            fine_ab=resize_area(lab[:, 1:], fine.grid))
+            fine_ab=resize_area(lab[:, 1:], fine.grid),
+            scene=scene_match.describe(ref_lab[:1, :1]))
 
     def _frame_level(self, raw: torch.Tensor, level: ReferenceLevel) -> torch.Tensor:
         """(B, C, N) centred, normalised frame features scaled like the reference's."""
@@ -295,11 +297,16 @@ class ClassicEngine:
         )
 
     def reference_match(self, frames_l: torch.Tensor, ref: ClassicReference) -> float:
-        """How well a reference fits these frames: the fraction of coarse frame cells whose
-        best reference cell picks them back (mutual nearest neighbours, a cycle-consistency
-        check). The max cosine alone (``confidence``) is high against any textured picture,
-        because some cell always fits; one picture matched onto another unrelated picture is
-        many-to-one, so few matches are mutual. Mean over the frames, in [0, 1]."""
+        """The shared keypoint scene match (``engines/scene_match.py``): this engine's own
+        features do not separate scenes reliably (its mean confidence is high against any
+        textured picture; bench/reference_matching.py compares them)."""
+        self._check_lab(frames_l, 1, "frames_l")
+        return scene_match.scene_match(frames_l, ref.scene)
+
+    def mutual_match(self, frames_l: torch.Tensor, ref: ClassicReference) -> float:
+        """This engine's own similarity, kept for bench/reference_matching.py's comparison: the
+        fraction of coarse frame cells whose best reference cell picks them back (mutual
+        nearest neighbours), mean over the frames, in [0, 1]."""
         self._check_lab(frames_l, 1, "frames_l")
         luminance = (frames_l.to(self.device, self.compute_dtype) + L_MEAN) / L_RANGE
         _, coarse_raw = self._feature_levels(luminance)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from vidcolor.color.lab import uncenter_lab
 from vidcolor.color.official import official_lab_to_rgb
 from vidcolor.engines.base import Correspondence
+from vidcolor.engines.scene_match import LOW_SCENE_MATCH, SceneKeys, describe, scene_match
 from vidcolor.errors import OptionError, WeightsError
 from vidcolor.engines.devc.correspondence import INFERENCE_TEMPERATURE, ReferenceEmbedding, warp
 from vidcolor.engines.devc.network import build_colorization, build_correspondence, build_vgg19
@@ -73,6 +74,7 @@ class DevcReference:
     embedding: ReferenceEmbedding
     lab_half: torch.Tensor  # (1, 3, h/2, w/2), centred L; also the first state in propagation
     working_size: tuple[int, int]
+    scene: SceneKeys  # its luminance keypoints, for ``reference_match``
 
 
 class DevcEngine:
@@ -94,7 +96,8 @@ class DevcEngine:
     # No poor-match warning: the network's similarity has not been calibrated against known
     # good and bad references.
     low_confidence = None
-    low_match = None  # needs the real weights to calibrate, like low_confidence
+    # The keypoint scene match below which a shot's best reference is a poor match.
+    low_match = LOW_SCENE_MATCH
 
     def __init__(self, weights: Mapping[str, Mapping[str, torch.Tensor]], device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, temperature: float = INFERENCE_TEMPERATURE,
@@ -231,7 +234,8 @@ class DevcEngine:
         features = self._features(caffe_preprocess(official_lab_to_rgb(uncenter_lab(lab_half))))
         with self._autocast():
             embedding = self.correspondence.embed_reference(self._warpnet_input(features), lab_half)
-        return DevcReference(embedding, lab_half, (int(ref_lab.shape[-2]), int(ref_lab.shape[-1])))
+        return DevcReference(embedding, lab_half, (int(ref_lab.shape[-2]), int(ref_lab.shape[-1])),
+                             describe(ref_lab[:, :1]))
 
     @torch.inference_mode()
     def correspond(self, frames_l: torch.Tensor, ref: DevcReference) -> Correspondence:
@@ -248,8 +252,11 @@ class DevcEngine:
         return Correspondence(warped[:, 1:3].to(self.dtype), similarity.to(self.dtype), {"l_half": l_half})
 
     def reference_match(self, frames_l: torch.Tensor, ref: DevcReference) -> float:
-        """The mean correspondence confidence: the network's own similarity."""
-        return float(self.correspond(frames_l, ref).confidence.float().mean())
+        """The shared keypoint scene match (``engines/scene_match.py``), on the luminance the
+        network sees: its own confidence has no calibration without the real weights, and the
+        keypoint score's scale is the same for every engine (measured in
+        bench/reference_matching.py)."""
+        return scene_match(self._input(frames_l, 1, "frames_l"), ref.scene)
 
     @torch.inference_mode()
     def initial_state(self, ref: DevcReference, propagate: bool) -> torch.Tensor:
