@@ -3,13 +3,10 @@ the official release (built once per session; no network)."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
@@ -21,20 +18,10 @@ def isolated_weights_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def seeded_release_zip(tmp_path_factory) -> Path:
-    """A zip shaped like the official release (member paths of the registry) holding the seeded
-    float32 weights of GOLDEN.md, saved with torch.save as the official .pth files are."""
-    from vidcolor.weights import registry
-    from seeded_weights import seeded_official_state_dict
+    """A zip shaped like the official release holding the seeded float32 weights of GOLDEN.md."""
+    from seeded_weights import write_seeded_release_zip
 
-    path = tmp_path_factory.mktemp("release") / "colorization_checkpoint.zip"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for member in registry.DEVC_RELEASE.members:
-            state = {k: v.float() for k, v in seeded_official_state_dict(member.checkpoint).items()}
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            archive.writestr(member.path_in_zip, buffer.getvalue())
-        archive.writestr("data/vgg19_gray.pth", b"not needed for inference")
-    return path
+    return write_seeded_release_zip(tmp_path_factory.mktemp("release") / "colorization_checkpoint.zip")
 
 
 @pytest.fixture(scope="session")

@@ -55,3 +55,23 @@ def seeded_converted(dtype: torch.dtype = torch.float32) -> dict[str, dict[str, 
         kind: {name: value.to(dtype) for name, value in remap_official(kind, seeded_official_state_dict(kind)).items()}
         for kind in CHECKPOINTS
     }
+
+
+def write_seeded_release_zip(path):
+    """A zip shaped like the official release (the registry's member paths) holding the seeded
+    float32 weights, saved with torch.save as the official .pth files are; returns ``path``."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    from vidcolor.weights import registry
+
+    path = Path(path)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member in registry.DEVC_RELEASE.members:
+            state = {k: v.float() for k, v in seeded_official_state_dict(member.checkpoint).items()}
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            archive.writestr(member.path_in_zip, buffer.getvalue())
+        archive.writestr("data/vgg19_gray.pth", b"not needed for inference")
+    return path

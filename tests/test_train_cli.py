@@ -4,6 +4,8 @@ torchrun (2 processes, gloo) against one process, and RUN/final colorizing throu
 The runs are float64 and tiny (64x128 crops, 2 steps of a global batch of 2) to stay fast; in
 float64 the only difference between one process and two is summation order (~1e-16 relative in
 the gradients), far below Adam's eps, so the weights must agree to 1e-4 relative (the issue's bar).
+Only for a few steps: Adam's per-weight normalisation amplifies that rounding by ~1e3-1e4 per
+step (README, "Same step, not the same bits"), so a longer run would test the rounding, not DDP.
 """
 
 from __future__ import annotations
