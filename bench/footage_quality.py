@@ -1,7 +1,7 @@
 """The classic engine against plain flow propagation on real footage (issue 16).
 
     .venv/bin/python bench/footage_quality.py --footage /work/data/footage [--frames 120]
-        [--cases box,cup,cut,jumps] [--methods classic,DIS flow,Farneback flow] [--exemplar]
+        [--cases box,late,cup,cut,jumps] [--methods classic,DIS flow,Farneback flow] [--exemplar]
         [--size HxW] [--speed-frames 8]
 
 Needs two real clips, ``box.mp4`` and ``cup.mp4`` (640x480 hand-held, colourful objects moved
@@ -12,6 +12,8 @@ Cases (``--frames`` frames each; the gray input is the truth's L):
 
 * ``box``, ``cup``: the clips from their first frame (hand-held camera, objects moved by
   hand: independent motion, occlusion, objects entering);
+* ``late``: ``box`` from its frame 200 (the reference is that later frame, another stretch
+  of motion);
 * ``cut``: the first half of ``box`` then the first half of ``cup`` (a hard cut);
 * ``jumps``: every 3rd frame of ``box`` at 320x240 (large displacements, small frames).
 
@@ -46,7 +48,8 @@ from classic_quality import score, truth_flows  # noqa: E402
 from vidcolor import Colorizer  # noqa: E402
 from vidcolor.eval.metrics import to_lab  # noqa: E402
 
-CASES = ("box", "cup", "cut", "jumps")
+CASES = ("box", "late", "cup", "cut", "jumps")
+LATE_START = 200
 JUMP_STEP = 3
 JUMP_SIZE = (240, 320)
 SPEED_SIZE = (576, 768)
@@ -80,6 +83,9 @@ def build_case(name: str, footage: Path, frames: int) -> tuple[list[np.ndarray],
     box, cup = footage / "box.mp4", footage / "cup.mp4"
     if name == "box" or name == "cup":
         clip = read_frames(box if name == "box" else cup, frames + EXEMPLAR_GAP)
+        return clip[:frames], clip[-1]
+    if name == "late":
+        clip = read_frames(box, LATE_START + frames + EXEMPLAR_GAP)[LATE_START:]
         return clip[:frames], clip[-1]
     if name == "cut":
         first, second = read_frames(box, frames // 2), read_frames(cup, frames - frames // 2)

@@ -13,6 +13,7 @@ from vidcolor.motion.flow import (
     estimate_flow,
     farneback_flow,
     flow_grid_size,
+    remap,
     warp,
 )
 
@@ -61,6 +62,7 @@ def test_estimate_flow_on_a_reduced_grid_is_rescaled():
 @pytest.mark.parametrize("method, shift", [
     (dis_flow, (3.0, -5.0)),
     (dis_flow, (12.0, 9.0)),  # DIS's pyramid finds large jumps (Farneback's 3 levels do not)
+    (lambda a, b: dis_flow(a, b, finest_scale=0), (3.0, -5.0)),  # patches at full resolution
     (farneback_flow, (3.0, -5.0)),
 ])
 def test_opencv_flows_follow_the_same_convention(method, shift):
@@ -97,6 +99,22 @@ def test_warp_matches_skimage_bilinear_edge_mode(shape):
     else:
         expected = np.stack([_skimage_warp(channel, flow) for channel in image])
     np.testing.assert_allclose(ours, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_remap_matches_warp_to_its_position_quantisation(dtype):
+    rng = np.random.default_rng(4)
+    image = rng.random((5, 37, 53)).astype(dtype)  # 5 channels: more than one OpenCV call
+    flow = (rng.normal(size=(2, 37, 53)) * 6.0).astype(np.float32)  # samples off the edge too
+    ours = remap(image, flow)
+    assert ours.shape == image.shape and ours.dtype == dtype
+    # OpenCV quantises each sub-pixel position to 1/32 px, so a bilinear sample moves by at
+    # most 1/32 of the largest step between neighbours (here < 1) in each direction.
+    np.testing.assert_allclose(ours, warp(image, flow.astype(dtype)), atol=2 / 32, rtol=0)
+    # An integer shift is exact.
+    shift = np.zeros((2, 37, 53), np.float32)
+    shift[1] = 3.0
+    np.testing.assert_array_equal(remap(image, shift)[:, :, :-3], image[:, :, 3:])
 
 
 def test_warp_accepts_batched_torch_tensors():

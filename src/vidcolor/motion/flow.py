@@ -147,13 +147,15 @@ def warp(image, flow, mode: str = "bilinear"):
 
 
 def consistency_mask(flow_fwd: np.ndarray, flow_bwd: np.ndarray,
-                     tolerance: float = DEFAULT_CONSISTENCY_TOLERANCE) -> np.ndarray:
+                     tolerance: float = DEFAULT_CONSISTENCY_TOLERANCE, *,
+                     fast: bool = False) -> np.ndarray:
     """Forward-backward check, bool (H, W) on the forward flow's grid; True = reliable.
 
     ``flow_fwd = estimate_flow(a, b)`` and ``flow_bwd = estimate_flow(b, a)``. Pixel p of ``a``
     is reliable when following the forward flow to ``b`` and the backward flow back lands
     within ``tolerance`` pixels (plus 1 % of the squared motion, Sundaram et al. 2010) of p,
     and p + flow lies inside the image. Occluded and disoccluded pixels fail this test.
+    ``fast``: sample the backward flow with :func:`remap` (OpenCV) instead of :func:`warp`.
     """
     for name, flow in (("flow_fwd", flow_fwd), ("flow_bwd", flow_bwd)):
         if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[0] != 2:
@@ -165,7 +167,7 @@ def consistency_mask(flow_fwd: np.ndarray, flow_bwd: np.ndarray,
     if tolerance < 0:
         raise ValueError(f"consistency_mask: tolerance must be >= 0, got {tolerance}")
     fwd = flow_fwd.astype(np.float32, copy=False)
-    bwd_at_target = warp(flow_bwd.astype(np.float32, copy=False), fwd)
+    bwd_at_target = (remap if fast else warp)(flow_bwd.astype(np.float32, copy=False), fwd)
     round_trip = ((fwd + bwd_at_target) ** 2).sum(axis=0)
     magnitude = (fwd ** 2).sum(axis=0) + (bwd_at_target ** 2).sum(axis=0)
     consistent = round_trip <= CONSISTENCY_RELATIVE * magnitude + tolerance ** 2
@@ -198,11 +200,14 @@ def _from_opencv(flow_xy: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flow_xy.transpose(2, 0, 1)[::-1], dtype=np.float32)
 
 
-def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium") -> np.ndarray:
+def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium",
+             finest_scale: int | None = None) -> np.ndarray:
     """OpenCV's DIS flow (2, H, W) float32 (row, col) with ``warp(moving, flow) ≈ reference``.
 
     Same convention and inputs as :func:`estimate_flow` (HxW luminance in [0, 1]); solved at
     full resolution with its own coarse-to-fine pyramid, so large displacements are found.
+    ``finest_scale``: the pyramid level patches stop at (the presets' own when None; 0 is
+    full resolution, slower and more exact).
     """
     import cv2
 
@@ -212,7 +217,10 @@ def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium") 
             "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
             "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[preset]
     ref8, mov8 = _opencv_pair(reference, moving)
-    return _from_opencv(cv2.DISOpticalFlow_create(code).calc(ref8, mov8, None))
+    solver = cv2.DISOpticalFlow_create(code)
+    if finest_scale is not None:
+        solver.setFinestScale(finest_scale)
+    return _from_opencv(solver.calc(ref8, mov8, None))
 
 
 def farneback_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
@@ -221,3 +229,30 @@ def farneback_flow(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
 
     ref8, mov8 = _opencv_pair(reference, moving)
     return _from_opencv(cv2.calcOpticalFlowFarneback(ref8, mov8, None, *FARNEBACK_PARAMETERS))
+
+
+def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """:func:`warp` of a numpy (H, W) or (C, H, W) image with OpenCV's ``remap`` (float64
+    stays float64, anything else becomes float32).
+
+    Same sampling (bilinear, pixel centres at integer positions, edges clamped) but ~10x
+    faster than ``grid_sample`` on the CPU (measured 10 ms against 134 ms for 2 x 576 x 768);
+    OpenCV quantises the sub-pixel position to 1/32 px (``INTER_BITS`` = 5), far below any
+    flow's error. Used on the classic engine's per-frame path; metrics keep :func:`warp`.
+    """
+    import cv2
+
+    height, width = image.shape[-2:]
+    if flow.shape != (2, height, width):
+        raise ValueError(f"remap: flow must be (2, {height}, {width}), got {flow.shape}")
+    rows = np.arange(height, dtype=np.float32)[:, None] + flow[0]
+    cols = np.arange(width, dtype=np.float32)[None, :] + flow[1]
+    dtype = np.float64 if image.dtype == np.float64 else np.float32  # float64 stays float64
+    planes = image.reshape(-1, height, width).astype(dtype, copy=False)
+    out = np.empty_like(planes)
+    # cv2.remap takes at most 4 interleaved channels per call.
+    for start in range(0, planes.shape[0], 4):
+        chunk = np.ascontiguousarray(planes[start:start + 4].transpose(1, 2, 0))
+        moved = cv2.remap(chunk, cols, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[start:start + 4] = moved.reshape(height, width, -1).transpose(2, 0, 1)
+    return out.reshape(image.shape)

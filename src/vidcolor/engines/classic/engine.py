@@ -6,8 +6,8 @@ REFERENCE.md §4), the paper's centred-cosine correlation with its argmax warp a
 max-confidence map (Eq. 3-5, the official T = 1e-10 limit); the matches are then refined by
 local search on a grid twice as fine, and each fine cell takes its match's colour.
 Colorization (``colorize.py``): warped colours and the previous output carried by optical
-flow (in propagation mode read from the reference along the tracked flow chain), fused by
-confidence and spread edge-aware. ``output_size`` is the working size times
+flow (in propagation mode also read straight from the reference where the chain drifted),
+fused by confidence and spread edge-aware. ``output_size`` is the working size times
 ``processing_scale`` (1 by default).
 
 Implements the ``Engine`` protocol of ``engines/base.py``: Lab tensors with centred L, state
@@ -28,7 +28,6 @@ from vidcolor.engines import scene_match
 from vidcolor.engines.classic import colorize, correspondence, features
 from vidcolor.engines.base import Correspondence
 from vidcolor.errors import OptionError
-from vidcolor.motion.flow import warp
 
 # Centred L lies in [-50, 50] (REFERENCE.md §2.4); features and flow work on L in [0, 1]:
 # (centred L + L_MEAN) / L_RANGE.
@@ -94,17 +93,17 @@ class ClassicReference:
 class ClassicState:
     """The previous frame's centred L (1, 1, h, w) and ab (1, 2, h, w); None before any frame.
 
-    Propagation mode also tracks where each pixel's colour came from in the reference
-    (``colorize.track_reference``): ``offsets`` (2, h, w) to the position in ``reference``
-    (3, h, w, its centred Lab) and ``tracked`` (h, w) bool where that chain is still valid;
-    None in exemplar mode.
+    ``colours`` (numpy, at the processing size): the previous output with where its colours
+    came from (``colorize.Colours``), so the next frame can tell carried colours that still
+    sit on their surface from ones that slid off. ``keyframe`` (3, h, w) centred Lab: in
+    propagation mode the reference (the clip's first frame in colour), read directly where
+    the frame-to-frame chain drifted; None in exemplar mode.
     """
 
     l: torch.Tensor | None = None
     ab: torch.Tensor | None = None
-    offsets: np.ndarray | None = None
-    tracked: np.ndarray | None = None
-    reference: np.ndarray | None = None
+    colours: colorize.Colours | None = None
+    keyframe: np.ndarray | None = None
 
 
 def cell_centres(grid: tuple[int, int], size: tuple[int, int], like: torch.Tensor
@@ -321,13 +320,24 @@ class ClassicEngine:
 
     def initial_state(self, ref: ClassicReference, propagate: bool) -> ClassicState:
         """Exemplar mode: no previous output. Propagation: the reference is frame 0's colours,
-        every pixel tracked to itself."""
+        read where they are (no drift, nothing filled)."""
         if not propagate:
             return ClassicState()
-        size = tuple(ref.lab.shape[-2:])
-        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:],
-                            offsets=np.zeros((2, *size), np.float32),
-                            tracked=np.ones(size, bool), reference=_to_numpy(ref.lab[0]))
+        lab = _to_numpy(ref.lab[0])
+        colours = colorize.Colours(ab=lab[1:], source_l=lab[0],
+                                   filled=np.zeros(lab.shape[1:], lab.dtype),
+                                   weight=np.ones(lab.shape[1:], lab.dtype))
+        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:], colours=colours, keyframe=lab)
+
+    def _previous_colours(self, state: ClassicState, size: tuple[int, int]) -> colorize.Colours:
+        """The state's colours at the processing size (rebuilt from its L and ab when the
+        state has none or another size: the colours count as read where they are)."""
+        if state.colours is not None and state.colours.ab.shape[-2:] == tuple(size):
+            return state.colours
+        l_prev = _to_numpy(resize_area(state.l.to(self.compute_dtype), size)[0, 0])
+        ab_prev = _to_numpy(resize_area(state.ab.to(self.compute_dtype), size)[0])
+        return colorize.Colours(ab=ab_prev, source_l=l_prev, filled=np.zeros_like(l_prev),
+                                weight=np.ones_like(l_prev))
 
     def step(self, frame_l: torch.Tensor, corr: Correspondence, state: ClassicState
              ) -> tuple[torch.Tensor, ClassicState]:
@@ -342,23 +352,19 @@ class ClassicEngine:
         similarity = resize_area(corr.confidence.to(self.compute_dtype), size)
         l_np = _to_numpy(l_now[0, 0])
         ref_weight = colorize.reference_weight(_to_numpy(similarity[0, 0]), fusion)
-        carried_ab = carried_weight = None
-        offsets = tracked = None
+        carried = None
         if state.ab is not None and state.l is not None:
             previous_l = _to_numpy(resize_area(state.l.to(self.compute_dtype), size)[0, 0])
-            previous_ab = _to_numpy(resize_area(state.ab.to(self.compute_dtype), size)[0])
             motion = colorize.frame_motion((l_np + L_MEAN) / L_RANGE,
                                            (previous_l + L_MEAN) / L_RANGE, fusion)
-            carried_ab, carried_weight = warp(previous_ab, motion.flow), motion.reliability
-            if state.offsets is not None and state.offsets.shape[-2:] == tuple(size):
-                offsets, tracked = colorize.track_reference(motion, state.offsets,
-                                                            state.tracked)
-                sampled, share = colorize.sample_tracked(state.reference, l_np, offsets,
-                                                         tracked, fusion)
-                carried_ab = share * sampled + (1.0 - share) * carried_ab
-        ab = colorize.fuse_and_fill(l_np, _to_numpy(ref_ab[0]), ref_weight, carried_ab,
-                                    carried_weight, fusion)
+            carried = colorize.carry_chain(motion, l_np, self._previous_colours(state, size),
+                                           fusion)
+            keyframe = state.keyframe
+            if fusion.use_keyframe and keyframe is not None \
+                    and keyframe.shape[-2:] == tuple(size):
+                carried = colorize.read_keyframe(l_np, keyframe, carried, fusion)
+        ab, colours = colorize.fuse_and_fill(l_np, _to_numpy(ref_ab[0]), ref_weight, carried,
+                                             fusion)
         ab_tensor = torch.from_numpy(ab)[None].to(self.device, self.compute_dtype)
-        new_state = ClassicState(l=l_now, ab=ab_tensor, offsets=offsets, tracked=tracked,
-                                 reference=state.reference if offsets is not None else None)
+        new_state = ClassicState(l=l_now, ab=ab_tensor, colours=colours, keyframe=state.keyframe)
         return ab_tensor.to(self.dtype), new_state
