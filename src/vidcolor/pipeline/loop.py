@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ import torch
 
 from vidcolor.engines.base import Engine
 from vidcolor.io.frame import Frame
+from vidcolor.io.prefetch import prefetch
 from vidcolor.pipeline.transfer import HostCopy, to_device, to_host
 
 DEFAULT_BATCH_SIZE = 4
@@ -109,33 +111,38 @@ def colorize_segments(engine: Engine, preset: Any, segments: Iterable[Iterable[F
         for index, frames in enumerate(segments):
             ref = state = None
             t = time.perf_counter()
-            for batch in batched(frames, batch_size):
-                t = times.add("decode", t)
-                with torch.inference_mode():
-                    prepared = [preset.prepare(frame.rgb) for frame in batch]
-                    labs_host = torch.cat([lab for lab, _ in prepared])
-                    labs = to_device(labs_host, device, dtype)
-                    t = times.add("preprocess", t)
-                    if ref is None:
-                        ref, state = begin(index, labs[:, :1])
-                        t = time.perf_counter()  # begin() times itself
-                    corr = engine.correspond(labs[:, :1], ref)
-                    # One mean per frame, read back once for the whole batch (after its steps).
-                    means = corr.confidence.float().flatten(1).mean(dim=1)
-                    t = times.add("correspondence", t)
-                    outputs = []
-                    for i in range(len(batch)):
-                        ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
-                        outputs.append(to_host(ab))
-                    confidences = means.tolist()
-                t = times.add("colorization", t)
-                for i, frame in enumerate(batch):
-                    pending.append(post.submit(_finish, engine, preset, outputs[i],
-                                               labs_host[i : i + 1], prepared[i][1], frame,
-                                               confidences[i], times))
-                while len(pending) > len(batch):  # the previous batch, finished meanwhile
-                    yield pending.popleft().result()
-                t = time.perf_counter()  # the consumer's time (encoding) is not ours
+            # Each frame's pre-processing (RGB -> Lab at the working size, on the host) runs in
+            # a thread ahead of the engine, like decoding; the worker is joined on leaving.
+            with closing(prefetch(((frame, preset.prepare(frame.rgb)) for frame in frames),
+                                  depth=batch_size)) as ready:
+                for pairs in batched(ready, batch_size):
+                    batch = [frame for frame, _ in pairs]
+                    prepared = [p for _, p in pairs]
+                    t = times.add("decode", t)
+                    with torch.inference_mode():
+                        labs_host = torch.cat([lab for lab, _ in prepared])
+                        labs = to_device(labs_host, device, dtype)
+                        t = times.add("preprocess", t)
+                        if ref is None:
+                            ref, state = begin(index, labs[:, :1])
+                            t = time.perf_counter()  # begin() times itself
+                        corr = engine.correspond(labs[:, :1], ref)
+                        # One mean per frame, read back once for the whole batch (after its steps).
+                        means = corr.confidence.float().flatten(1).mean(dim=1)
+                        t = times.add("correspondence", t)
+                        outputs = []
+                        for i in range(len(batch)):
+                            ab, state = engine.step(labs[i : i + 1, :1], corr[i], state)
+                            outputs.append(to_host(ab))
+                        confidences = means.tolist()
+                    t = times.add("colorization", t)
+                    for i, frame in enumerate(batch):
+                        pending.append(post.submit(_finish, engine, preset, outputs[i],
+                                                   labs_host[i : i + 1], prepared[i][1], frame,
+                                                   confidences[i], times))
+                    while len(pending) > len(batch):  # the previous batch, finished meanwhile
+                        yield pending.popleft().result()
+                    t = time.perf_counter()  # the consumer's time (encoding) is not ours
         while pending:
             yield pending.popleft().result()
 
