@@ -8,10 +8,8 @@ makes ``bench`` importable by putting the repository root on ``sys.path`` first:
 
 Benchmarks report figures; they never assert timings.
 
-Peak memory is read from Linux's ``/proc/self/status`` (``VmHWM``, the resident-set high-water
-mark) so no psutil is needed; writing ``5`` to ``/proc/self/clear_refs`` resets that mark
-(Linux >= 4.0), which lets one process measure several runs back to back. Elsewhere the
-``resource`` module's ``ru_maxrss`` (never reset) is the fallback.
+Peak memory comes from ``vidcolor.memory`` (Linux's ``VmHWM``, resettable, so one process can
+measure several runs back to back; no psutil needed).
 """
 
 from __future__ import annotations
@@ -28,51 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-PROC_STATUS = Path("/proc/self/status")
-PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
-# Value that resets the peak RSS (VmHWM) in /proc/self/clear_refs (see proc(5)).
-CLEAR_REFS_RESET_PEAK_RSS = "5"
-KIB = 1024
+from vidcolor.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss  # noqa: F401 (for the scripts)
+
 MIB = 1024 * 1024
-
-
-def _proc_status_kib(field: str) -> int | None:
-    """A ``kB`` field of /proc/self/status (e.g. VmHWM, VmRSS), or None off Linux."""
-    try:
-        text = PROC_STATUS.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def current_rss_bytes() -> int | None:
-    """Resident set size now, or None where /proc is missing."""
-    kib = _proc_status_kib("VmRSS")
-    return None if kib is None else kib * KIB
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process since start or the last ``reset_peak_rss``."""
-    kib = _proc_status_kib("VmHWM")
-    if kib is not None:
-        return kib * KIB
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is in KiB on Linux, in bytes on macOS.
-    return peak if sys.platform == "darwin" else peak * KIB
-
-
-def reset_peak_rss() -> bool:
-    """Reset the peak RSS mark to the current RSS; False where the OS does not allow it."""
-    try:
-        PROC_CLEAR_REFS.write_text(CLEAR_REFS_RESET_PEAK_RSS)
-    except OSError:
-        return False
-    return True
 
 
 def cuda_available() -> bool:

@@ -123,9 +123,9 @@ def big_4k_video(tmp, m):
 
 def memory_bounded(tmp):
     """A 4160x2340 frame is 29 MB as RGB; work at that size runs in strips, so the whole
-    process (torch and the engine alone: about 0.6 GB) stays bounded. Measured 1.6-2.7 GB in a
-    fresh process: glibc's arenas (decode thread + main thread) keep a varying share of the
-    freed buffers. Before the strips: 2.6-3.2 GB."""
+    process (torch and the engine alone: about 0.5 GB) stays bounded. Measured 1.3-1.5 GB
+    (VmHWM, the process's own peak; AMD EPYC, 2 cores): glibc's arenas keep a varying share of
+    the freed buffers. Before the strips: 2.6-3.2 GB."""
     report = json.loads((tmp / "report.json").read_text())
     assert report["frames"] == 2 and report["peak_memory_mb"] < 3000
 
@@ -698,13 +698,38 @@ def test_foreign_error_in_a_batch_fails_that_file_only(material, tmp_path, monke
 
 # -- the memory figure -----------------------------------------------------------------------
 
+def test_peak_memory_is_the_process_own_not_its_parent(tmp_path):
+    """ru_maxrss survives execve: a process started from a large one reported the parent's
+    peak (a 4K run under pytest read 3037 MB, 1.4 GB alone). VmHWM is this process's own."""
+    ballast = np.ones(2**26)  # 512 MiB touched in this (the parent) process
+    child = subprocess.run([sys.executable, "-c",
+                            "from vidcolor.memory import peak_rss_bytes; print(peak_rss_bytes())"],
+                           capture_output=True, text=True, check=True)
+    del ballast
+    peak = int(child.stdout)
+    assert 0 < peak < 2**28, peak  # a bare interpreter: tens of MiB, far below the parent's 512
+
+
+def test_peak_memory_can_be_reset_for_the_next_file():
+    from vidcolor import memory
+
+    ballast = np.ones(2**25)  # 256 MiB, given back to the OS when freed (mmapped)
+    del ballast
+    before = memory.peak_rss_bytes()
+    if not memory.reset_peak_rss():
+        pytest.skip("this OS cannot reset the peak RSS mark (no /proc/self/clear_refs)")
+    assert memory.peak_rss_bytes() < before - 2**27
+
+
 @pytest.mark.parametrize("platform, maxrss, mib", [("linux", 2 * 1024 * 1024, 2048.0),  # KiB
                                                    ("darwin", 3 * 2**30, 3072.0)])  # bytes
-def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(monkeypatch, platform, maxrss, mib):
+def test_without_proc_peak_memory_reads_ru_maxrss_in_the_platform_unit(monkeypatch, tmp_path,
+                                                                        platform, maxrss, mib):
     import types
 
-    from vidcolor import colorizer
+    from vidcolor import colorizer, memory
 
+    monkeypatch.setattr(memory, "PROC_STATUS", tmp_path / "no-proc")
     fake = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda who: types.SimpleNamespace(ru_maxrss=maxrss))
     monkeypatch.setitem(sys.modules, "resource", fake)
     monkeypatch.setattr(sys, "platform", platform)
@@ -714,7 +739,10 @@ def test_peak_memory_reads_ru_maxrss_in_the_platform_unit(monkeypatch, platform,
     assert colorizer.peak_memory_mb(torch.device("cuda")) == mib + 512.0
 
 
-def test_without_the_resource_module_the_figure_is_left_out(material, tmp_path, monkeypatch):
+def test_without_proc_or_resource_the_figure_is_left_out(material, tmp_path, monkeypatch):
+    from vidcolor import memory
+
+    monkeypatch.setattr(memory, "PROC_STATUS", tmp_path / "no-proc")
     monkeypatch.setitem(sys.modules, "resource", None)  # import resource -> ImportError (Windows)
     setup = colorize(tmp_path, material, material.clip, "--report", tmp_path / "report.json")
     result = runner.invoke(app, [str(a) for a in setup.args])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import sys
 import time
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from vidcolor import memory
 from vidcolor.pipeline import loop
 from vidcolor.devices import configure_cuda, resolve_device, resolve_precision
 from vidcolor.errors import (
@@ -113,21 +113,19 @@ def check_run_options(mode: str, preset: str) -> None:
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start the GPU's peak over (per file of a batch); the process RSS peak cannot be reset."""
+    """Start the peaks over (per file of a batch): the process's RSS mark where the OS allows
+    it, and the GPU's."""
+    memory.reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory_mb(device: torch.device) -> float | None:
     """Peak resident memory of this process (plus the GPU's peak since the last reset), in
-    MiB; None where the ``resource`` module does not exist (Windows)."""
-    try:
-        import resource
-    except ImportError:
+    MiB; None where the platform cannot tell (Windows)."""
+    rss_bytes = memory.peak_rss_bytes()
+    if rss_bytes is None:
         return None
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # getrusage(2): ru_maxrss is in bytes on macOS, in KiB on Linux and the BSDs.
-    rss_bytes = maxrss if sys.platform == "darwin" else maxrss * 1024
     if device.type == "cuda":
         rss_bytes += torch.cuda.max_memory_allocated(device)
     return rss_bytes / 2**20
