@@ -2,18 +2,29 @@
 
 A step: the generator (correspondence + colorization, DDP) colorizes frames t-1 and t of every
 sample; the losses of ``losses.py`` are averaged over the global batch and weighted; AMSGrad
-steps the generator; from ``adversarial_after`` on, the discriminator (DDP) steps too. DDP
-averages gradients over processes, each process averaging its share of the batch, so N
+steps the generator; from ``adversarial_after`` on, the discriminator (DDP) steps too. Each
+process back-propagates its share of the global batch's mean and DDP sums the gradients, so N
 processes with a global batch B compute the step one process computes with B.
+
+Bit for bit, where that can be had: on the CPU each sample is computed on one thread (unless
+OMP_NUM_THREADS says otherwise), one process running its samples side by side and summing their
+gradients in sample order, so with one sample per process (B = N) DDP repeats one process's
+arithmetic exactly. That matters:
+the paper's losses (argmax-like contextual matching, a T = 0.01 softmax warp) and AMSGrad's
+first steps (each weight moves by +-lr whatever its gradient's size) turn one rounding
+difference into a visibly different run within a few steps (measured: 1 vs 2 threads, 0.15
+relative after 6 steps).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vidcolor.devices import resolve_device, resolve_precision
 from vidcolor.errors import Interrupted, OptionError, UsageError, WeightsMissingError
+from vidcolor.signals import SignalLatch
 from vidcolor.train import checkpoint as ckpt
 from vidcolor.train import distributed
 from vidcolor.train.data import PAPER_CROP, GlobalBatchSampler, TrainingSamples, prepare
@@ -138,26 +150,6 @@ def _load_weights(config: TrainConfig):
     return load_converted(directory)
 
 
-class _StopRequest:
-    """SIGINT / SIGTERM set a flag; the loop stops after the step in flight and checkpoints."""
-
-    def __init__(self):
-        self.signal: int | None = None
-
-    def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame):  # noqa: ARG002 - signal handler signature
-        if self.signal is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
 @contextlib.contextmanager
 def _progress(total: int, start: int, quiet: bool, enabled: bool):
     """A rich bar (steps, steps/s, ETA, losses) on a terminal; else nothing per step."""
@@ -188,9 +180,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, device: torch.device, dtype: torch.dtype,
                  autocast_dtype: torch.dtype | None, group: distributed.ProcessGroup,
-                 notify: Callable[[str], None]):
+                 notify: Callable[[str], None], sample_threads: int = 1):
         self.config, self.device, self.dtype, self.autocast_dtype = config, device, dtype, autocast_dtype
         self.group, self.notify = group, notify
+        self.sample_threads = sample_threads
         self.run_dir = Path(config.out)
         self.weights = config.loss_weights
         torch.manual_seed(config.seed)  # fresh subnets and discriminator: the same on every rank
@@ -266,23 +259,20 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         for key in ("input_l", "truth_lab", "reference_lab", "flow", "mask", "self_reference"):
             batch[key] = batch[key].to(self.dtype)
-        truth_prev, truth_cur = batch["truth_lab"][:, 0], batch["truth_lab"][:, 1]
         adversarial_on = self.step >= self.config.adversarial_after
-        with self._autocast():
-            ab_prev, ab_cur, reference_features = generator(batch["input_l"], batch["reference_lab"],
-                                                            batch["noise_seed"], batch["feature_noise"])
-        ab_prev, ab_cur = ab_prev.to(self.dtype), ab_cur.to(self.dtype)
-        vgg = self.generator.vgg
-        predicted = vgg_features(vgg, lab_to_vgg_rgb(torch.cat((truth_cur[:, :1], ab_cur), dim=1)))
-        with torch.no_grad():
-            truth_relu5 = vgg_features(vgg, lab_to_vgg_rgb(truth_cur))["relu5_2"]
-        per_sample = {
-            "perceptual": perceptual_loss(predicted["relu5_2"], truth_relu5),
-            "contextual": contextual_layers(predicted, reference_features),
-            "smoothness": smoothness_loss(ab_cur, truth_cur[:, 1:]),
-            "temporal": temporal_loss(ab_cur, ab_prev, batch["flow"], batch["mask"]),
-            "l1": l1_loss(ab_cur, truth_cur[:, 1:], batch["self_reference"]),
-        }
+        weights = torch.tensor([self.weights[name] if (name != "adversarial" or adversarial_on) else 0.0
+                                for name in LOSS_NAMES], dtype=self.dtype, device=self.device)
+        self.optimizer_g.zero_grad(set_to_none=True)
+        if self._separable(adversarial_on, len(batch["input_l"])):
+            per_sample, ab_prev, ab_cur = self._sample_by_sample(generator, weights, batch)
+        else:
+            ab_prev, ab_cur, losses = self._generator_losses(generator, batch)
+            if not adversarial_on:
+                self._backward_generator(weights, losses, batch)
+            per_sample, ab_prev, ab_cur = [losses], [ab_prev], [ab_cur]
+        per_sample = {name: torch.cat([losses[name] for losses in per_sample]) for name in per_sample[0]}
+        ab_prev, ab_cur = torch.cat(ab_prev), torch.cat(ab_cur)
+        truth_prev, truth_cur = batch["truth_lab"][:, 0], batch["truth_lab"][:, 1]
         real = discriminator_input(truth_cur[:, :1], truth_cur[:, 1:], truth_prev[:, :1], truth_prev[:, 1:])
         fake = discriminator_input(truth_cur[:, :1], ab_cur, truth_prev[:, :1], ab_prev)
         self.discriminator.requires_grad_(False)  # the generator's step must not touch D
@@ -290,13 +280,11 @@ class Trainer:
             scores = self.discriminator(torch.cat((real, fake))).to(self.dtype)
             per_sample["adversarial"] = self._relativistic(scores, generator=True)
         self.discriminator.requires_grad_(True)
-        local = torch.stack([per_sample[name].mean() for name in LOSS_NAMES])
-        weights = torch.tensor([self.weights[name] if (name != "adversarial" or adversarial_on) else 0.0
-                                for name in LOSS_NAMES], dtype=local.dtype, device=local.device)
-        total = (weights * local).sum()
-        self.optimizer_g.zero_grad(set_to_none=True)
-        total.backward()
+        if adversarial_on:
+            self._backward_generator(weights, per_sample, batch)
         self.optimizer_g.step()
+        local = torch.stack([per_sample[name].mean() for name in LOSS_NAMES]).detach()
+        total = (weights * local).sum()
         d_loss = torch.zeros((), dtype=self.dtype, device=self.device)
         if adversarial_on:
             with self._autocast():
@@ -305,11 +293,73 @@ class Trainer:
             self.optimizer_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.optimizer_d.step()
-        logged = distributed.average(torch.cat((local.detach(), total.detach()[None], d_loss.detach()[None])),
-                                     self.group).tolist()
+        logged = distributed.average(torch.cat((local, total[None], d_loss.detach()[None])), self.group).tolist()
         result = dict(zip(LOSS_NAMES, logged[: len(LOSS_NAMES)]))
         result["total"], result["discriminator"] = logged[-2], logged[-1]
         return result
+
+    def _separable(self, adversarial_on: bool, local_batch: int) -> bool:
+        """One CPU process goes sample by sample where the samples' losses are independent (no
+        GAN term yet): the arithmetic of DDP with one sample per process. Under DDP, with the
+        GAN term (relativistic means couple the batch) and on a GPU (its kernels are not
+        bit-reproducible anyway; batches keep it busy) the local batch goes at once."""
+        return (self.device.type == "cpu" and not self.group.distributed and not adversarial_on
+                and local_batch > 1)
+
+    def _sample_by_sample(self, generator, weights: torch.Tensor, batch: dict):
+        """Each sample's forward and backward on its own (``sample_threads`` at a time, each
+        on one core), then the gradients summed in sample order: what torchrun's processes
+        compute with one sample each and their all-reduce adds."""
+        params = [p for p in self.generator.parameters() if p.requires_grad]
+
+        def one(i: int):
+            part = {k: v[i : i + 1] for k, v in batch.items()}
+            prev, cur, losses = self._generator_losses(generator, part)
+            grads = torch.autograd.grad(self._generator_share(weights, losses, part), params, allow_unused=True)
+            return prev.detach(), cur.detach(), {k: v.detach() for k, v in losses.items()}, grads
+
+        samples = range(len(batch["input_l"]))
+        with ThreadPoolExecutor(min(self.sample_threads, len(samples)), thread_name_prefix="vidcolor-sample") as pool:
+            results = list(pool.map(one, samples))
+        for index, param in enumerate(params):
+            total = None
+            for *_, grads in results:
+                if grads[index] is not None:
+                    total = grads[index] if total is None else total + grads[index]
+            param.grad = total
+        return [r[2] for r in results], [r[0] for r in results], [r[1] for r in results]
+
+    def _generator_losses(self, generator, part: dict):
+        """Frames t-1 and t of ``part``'s samples colorized, and their per-sample losses (all
+        but the adversarial one, which needs the discriminator's scores of the whole batch)."""
+        truth_cur = part["truth_lab"][:, 1]
+        with self._autocast():
+            ab_prev, ab_cur, reference_features = generator(part["input_l"], part["reference_lab"],
+                                                            part["noise_seed"], part["feature_noise"])
+        ab_prev, ab_cur = ab_prev.to(self.dtype), ab_cur.to(self.dtype)
+        vgg = self.generator.vgg
+        predicted = vgg_features(vgg, lab_to_vgg_rgb(torch.cat((truth_cur[:, :1], ab_cur), dim=1)))
+        with torch.no_grad():
+            truth_relu5 = vgg_features(vgg, lab_to_vgg_rgb(truth_cur))["relu5_2"]
+        losses = {
+            "perceptual": perceptual_loss(predicted["relu5_2"], truth_relu5),
+            "contextual": contextual_layers(predicted, reference_features),
+            "smoothness": smoothness_loss(ab_cur, truth_cur[:, 1:]),
+            "temporal": temporal_loss(ab_cur, ab_prev, part["flow"], part["mask"]),
+            "l1": l1_loss(ab_cur, truth_cur[:, 1:], part["self_reference"]),
+        }
+        return ab_prev, ab_cur, losses
+
+    def _generator_share(self, weights: torch.Tensor, losses: dict, part: dict) -> torch.Tensor:
+        """``part``'s share of the global batch's weighted mean loss: its samples' mean times
+        their fraction of the batch (DDP's hook sums these shares, see run)."""
+        names = [name for name in LOSS_NAMES if name in losses]
+        means = torch.stack([losses[name].mean() for name in names])
+        share = len(part["input_l"]) / self.config.batch_size
+        return (weights[[LOSS_NAMES.index(name) for name in names]] * means).sum() * share
+
+    def _backward_generator(self, weights: torch.Tensor, losses: dict, part: dict) -> None:
+        self._generator_share(weights, losses, part).backward()
 
     def _relativistic(self, scores: torch.Tensor, *, generator: bool) -> torch.Tensor:
         real, fake = scores.chunk(2)
@@ -328,6 +378,7 @@ class Trainer:
         ddp = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
         if self.group.distributed:
             generator = DistributedDataParallel(self.generator, **ddp)
+            generator.register_comm_hook(state=None, hook=distributed.sum_gradients)
             discriminator = DistributedDataParallel(self.discriminator, **ddp)
         else:
             generator, discriminator = self.generator, self.discriminator
@@ -335,7 +386,7 @@ class Trainer:
         if self.group.is_main:
             _truncate_log(log_path, self.step)
         first_step, began = self.step, time.perf_counter()
-        with _StopRequest() as stop, _progress(config.steps, self.step, quiet, self.group.is_main) as advance, \
+        with SignalLatch() as stop, _progress(config.steps, self.step, quiet, self.group.is_main) as advance, \
                 open(log_path, "a", encoding="utf-8") if self.group.is_main else contextlib.nullcontext() as log:
             for batch in loader:
                 started = time.perf_counter()
@@ -349,13 +400,15 @@ class Trainer:
                     log.write(json.dumps(line) + "\n")
                     log.flush()
                 advance({name: losses[name] for name in ("total", *LOSS_NAMES)})
-                if distributed.any_process(stop.signal is not None, self.device, self.group):
+                # A stop is noted (not raised mid-step) and taken between steps, by every process.
+                if distributed.any_process(bool(stop.received), self.device, self.group):
                     self.save()
-                    code = 143 if stop.signal == signal.SIGTERM else 130
+                    code = 143 if stop.received[:1] == [signal.SIGTERM] else 130
                     raise Interrupted(f"stopped at step {self.step}; checkpoint written to "
                                       f"{ckpt.checkpoint_path(self.run_dir)} (continue with --resume)", code)
                 if self.step % config.checkpoint_every == 0 and self.step < config.steps:
                     self.save()
+            stop.received.clear()  # asked after the last step: the run is done, the end is written anyway
         self.save()
         final = self.export() if self.group.is_main else None
         distributed.barrier(self.group)
@@ -388,7 +441,18 @@ def train(config: TrainConfig, *, device: str = "auto", precision: str = "auto",
         raise OptionError("--precision float16 is not supported for training; use bfloat16 (same speed on "
                           "recent GPUs, no loss scaling needed) or float32")
     group = distributed.init_process_group(torch_device)
+    threads = torch.get_num_threads()
+    sample_threads = 1
     try:
+        if torch_device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # The step's arithmetic must not depend on the core count (above): one thread per
+            # sample; one process runs its samples side by side instead.
+            torch.set_num_threads(1)
+            if not group.distributed:
+                sample_threads = threads
+                if config.batch_size < threads:
+                    notify(f"training on the CPU computes each sample on one core: --batch-size "
+                           f"{config.batch_size} uses {config.batch_size} of {threads} cores")
         if group.distributed and torch_device.type == "cuda":
             torch_device = torch.device("cuda", group.local_rank)
         run_dir = Path(config.out)
@@ -404,11 +468,12 @@ def train(config: TrainConfig, *, device: str = "auto", precision: str = "auto",
                                   on_source=(lambda path, cached: None if cached or not group.is_main
                                              else notify(f"preparing {path.name} (frames, flow, occlusion)")))
             distributed.barrier(group)
-        trainer = Trainer(config, torch_device, dtype, autocast_dtype, group, notify)
+        trainer = Trainer(config, torch_device, dtype, autocast_dtype, group, notify, sample_threads=sample_threads)
         if resume:
             trainer.restore(ckpt.load_checkpoint(run_dir))
         return trainer.run(sources, quiet)
     finally:
+        torch.set_num_threads(threads)
         distributed.shutdown(group)
 
 
