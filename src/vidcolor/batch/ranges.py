@@ -7,8 +7,8 @@ source frame through the same writer a single run uses (``colorizer.open_output`
 timestamps, the luma plane and the audio/subtitle packets come from the source exactly once,
 and the joined file equals a single process colorizing the same ranges in order.
 
-Ranges start at shot cuts. The cuts come from a function of the video path (``CutFinder``);
-``shot_cuts`` is the integration point with the shot detector (``vidcolor.shots``).
+Ranges start at shot cuts. The cuts come from a function of the video path (``CutFinder``):
+``shot_cuts``, the shot detector's boundaries (``vidcolor.shots``), or one a test gives.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vidcolor.errors import OptionError, ProcessingError
+from vidcolor.errors import ProcessingError
 
 # Pieces shorter than this are merged into the previous one: each piece costs a task, a
 # reference preparation and a decode of the file up to its start (about 10 s at 25 fps).
@@ -59,16 +59,9 @@ def split_ranges(cuts: Iterable[int], min_frames: int = MIN_PIECE_FRAMES) -> lis
 
 
 def shot_cuts(video: Path) -> list[int]:
-    """The first frame of every shot after the first: the shot detector's boundaries.
+    """The first frame of every shot after the first: the shot detector's boundaries."""
+    from vidcolor.shots import detect_shots
 
-    Integration point with ``vidcolor.shots`` (``detect_shots(path)`` -> shots with
-    ``start_frame``/``end_frame``); until it is part of this build, ``--split-shots`` says so.
-    """
-    try:
-        from vidcolor.shots import detect_shots
-    except ImportError:
-        raise OptionError("--split-shots needs the shot detector (vidcolor.shots), which this "
-                          "build does not include") from None
     return [shot.start_frame for shot in detect_shots(video)[1:]]
 
 
