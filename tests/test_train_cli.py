@@ -131,6 +131,28 @@ def test_torchrun_repeats_one_process_bit_for_bit(devc_weights, data_dir, tmp_pa
     assert any(not torch.equal(installed[k], one[f"colornet/{k}"]) for k in installed)  # it trained
 
 
+def test_cpu_threads_one_per_sample_then_all_for_the_coupled_batch(devc_weights, data_dir, tmp_path,
+                                                                  monkeypatch):
+    """Before the GAN term each sample runs on one thread; once it couples the batch, the batch
+    gets every thread torch had (a run must not fall to one core for most of its steps)."""
+    from vidcolor.train.loop import Trainer
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = torch.get_num_threads()
+    seen = []
+    original = Trainer._generator_losses
+
+    def recording(self, generator, part):
+        seen.append((self.step, len(part["input_l"]), torch.get_num_threads()))
+        return original(self, generator, part)
+
+    monkeypatch.setattr(Trainer, "_generator_losses", recording)
+    result = invoke("--data", str(data_dir), "--out", str(tmp_path / "run"), *TINY)  # GAN from step 1
+    assert result.exit_code == 0, result.output
+    assert sorted(seen) == [(0, 1, 1), (0, 1, 1), (1, 2, cores)]
+    assert torch.get_num_threads() == cores  # given back after the run
+
+
 def test_resume_refuses_changed_options(devc_weights, data_dir, tmp_path):
     run = tmp_path / "run"
     one = ["--steps", "1", "--batch-size", "2", "--crop", "64x128", "--workers", "0", "--device", "cpu", "-q"]

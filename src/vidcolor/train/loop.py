@@ -9,11 +9,10 @@ processes with a global batch B compute the step one process computes with B.
 Bit for bit, where that can be had: on the CPU each sample is computed on one thread (unless
 OMP_NUM_THREADS says otherwise), one process running its samples side by side and summing their
 gradients in sample order, so with one sample per process (B = N) DDP repeats one process's
-arithmetic exactly. That matters:
-the paper's losses (argmax-like contextual matching, a T = 0.01 softmax warp) and AMSGrad's
-first steps (each weight moves by +-lr whatever its gradient's size) turn one rounding
-difference into a visibly different run within a few steps (measured: 1 vs 2 threads, 0.15
-relative after 6 steps).
+arithmetic exactly. That matters: the paper's losses (argmax-like contextual matching, a
+T = 0.01 softmax warp) and AMSGrad's first steps (each weight moves by +-lr whatever its
+gradient's size) turn one rounding difference into a visibly different run within a few steps
+(measured: 1 vs 2 threads, 0.15 relative after 6 steps).
 """
 
 from __future__ import annotations
@@ -180,10 +179,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, device: torch.device, dtype: torch.dtype,
                  autocast_dtype: torch.dtype | None, group: distributed.ProcessGroup,
-                 notify: Callable[[str], None], sample_threads: int = 1):
+                 notify: Callable[[str], None], cpu_threads: int | None = None):
         self.config, self.device, self.dtype, self.autocast_dtype = config, device, dtype, autocast_dtype
         self.group, self.notify = group, notify
-        self.sample_threads = sample_threads
+        self.cpu_threads = cpu_threads  # None: leave torch's thread count alone
         self.run_dir = Path(config.out)
         self.weights = config.loss_weights
         torch.manual_seed(config.seed)  # fresh subnets and discriminator: the same on every rank
@@ -263,7 +262,12 @@ class Trainer:
         weights = torch.tensor([self.weights[name] if (name != "adversarial" or adversarial_on) else 0.0
                                 for name in LOSS_NAMES], dtype=self.dtype, device=self.device)
         self.optimizer_g.zero_grad(set_to_none=True)
-        if self._separable(adversarial_on, len(batch["input_l"])):
+        separable = self._separable(adversarial_on, len(batch["input_l"]))
+        if self.cpu_threads is not None:  # one thread per sample, or all of them for the batch
+            wanted = 1 if separable else self.cpu_threads
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+        if separable:
             per_sample, ab_prev, ab_cur = self._sample_by_sample(generator, weights, batch)
         else:
             ab_prev, ab_cur, losses = self._generator_losses(generator, batch)
@@ -307,8 +311,8 @@ class Trainer:
                 and local_batch > 1)
 
     def _sample_by_sample(self, generator, weights: torch.Tensor, batch: dict):
-        """Each sample's forward and backward on its own (``sample_threads`` at a time, each
-        on one core), then the gradients summed in sample order: what torchrun's processes
+        """Each sample's forward and backward on its own (``cpu_threads`` at a time, each on
+        one core), then the gradients summed in sample order: what torchrun's processes
         compute with one sample each and their all-reduce adds."""
         params = [p for p in self.generator.parameters() if p.requires_grad]
 
@@ -319,7 +323,7 @@ class Trainer:
             return prev.detach(), cur.detach(), {k: v.detach() for k, v in losses.items()}, grads
 
         samples = range(len(batch["input_l"]))
-        with ThreadPoolExecutor(min(self.sample_threads, len(samples)), thread_name_prefix="vidcolor-sample") as pool:
+        with ThreadPoolExecutor(min(self.cpu_threads or 1, len(samples)), thread_name_prefix="vidcolor-sample") as pool:
             results = list(pool.map(one, samples))
         for index, param in enumerate(params):
             total = None
@@ -442,17 +446,13 @@ def train(config: TrainConfig, *, device: str = "auto", precision: str = "auto",
                           "recent GPUs, no loss scaling needed) or float32")
     group = distributed.init_process_group(torch_device)
     threads = torch.get_num_threads()
-    sample_threads = 1
+    # Torch's thread count is the trainer's to set on the CPU (one per sample, module docstring),
+    # unless OMP_NUM_THREADS was given (torchrun sets it to 1 for several processes).
+    cpu_threads = threads if torch_device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ else None
     try:
-        if torch_device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # The step's arithmetic must not depend on the core count (above): one thread per
-            # sample; one process runs its samples side by side instead.
-            torch.set_num_threads(1)
-            if not group.distributed:
-                sample_threads = threads
-                if config.batch_size < threads:
-                    notify(f"training on the CPU computes each sample on one core: --batch-size "
-                           f"{config.batch_size} uses {config.batch_size} of {threads} cores")
+        if cpu_threads is not None and not group.distributed and config.batch_size < threads:
+            notify(f"training on the CPU computes each sample on one core: --batch-size "
+                   f"{config.batch_size} uses {config.batch_size} of {threads} cores until the GAN term starts")
         if group.distributed and torch_device.type == "cuda":
             torch_device = torch.device("cuda", group.local_rank)
         run_dir = Path(config.out)
@@ -468,7 +468,7 @@ def train(config: TrainConfig, *, device: str = "auto", precision: str = "auto",
                                   on_source=(lambda path, cached: None if cached or not group.is_main
                                              else notify(f"preparing {path.name} (frames, flow, occlusion)")))
             distributed.barrier(group)
-        trainer = Trainer(config, torch_device, dtype, autocast_dtype, group, notify, sample_threads=sample_threads)
+        trainer = Trainer(config, torch_device, dtype, autocast_dtype, group, notify, cpu_threads=cpu_threads)
         if resume:
             trainer.restore(ckpt.load_checkpoint(run_dir))
         return trainer.run(sources, quiet)
