@@ -60,7 +60,7 @@ def global_mean(x: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
 def sum_gradients(state, bucket):  # no annotations: DDP checks them, and they are strings here
     """DDP communication hook: all-reduce a ``dist.GradBucket`` as a plain SUM (DDP's own divides
     by the world size). Each process's backward carries its share of the global batch already
-    (see Trainer._backward_generator), and with one sample per process the sum adds the same
+    (see Trainer._generator_share), and with one sample per process the sum adds the same
     per-sample gradients in the same order as one process does."""
     work = dist.all_reduce(bucket.buffer(), group=state, async_op=True)
     return work.get_future().then(lambda done: done.value()[0])
