@@ -149,6 +149,12 @@ class Colours:
     filled: np.ndarray
     weight: np.ndarray
 
+    @classmethod
+    def read_in_place(cls, l_centred: np.ndarray, ab: np.ndarray) -> "Colours":
+        """Colours read where they are: their own luminance, nothing filled, fully kept."""
+        return cls(ab=ab, source_l=l_centred, filled=np.zeros_like(l_centred),
+                   weight=np.ones_like(l_centred))
+
 
 def drift(source_l: np.ndarray, l_centred: np.ndarray, settings: FusionSettings) -> np.ndarray:
     """How far colours have slid off their surface: the mean (over a small window) absolute

@@ -324,10 +324,8 @@ class ClassicEngine:
         if not propagate:
             return ClassicState()
         lab = _to_numpy(ref.lab[0])
-        colours = colorize.Colours(ab=lab[1:], source_l=lab[0],
-                                   filled=np.zeros(lab.shape[1:], lab.dtype),
-                                   weight=np.ones(lab.shape[1:], lab.dtype))
-        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:], colours=colours, keyframe=lab)
+        return ClassicState(l=ref.lab[:, :1], ab=ref.lab[:, 1:],
+                            colours=colorize.Colours.read_in_place(lab[0], lab[1:]), keyframe=lab)
 
     def _previous_colours(self, state: ClassicState, size: tuple[int, int]) -> colorize.Colours:
         """The state's colours at the processing size (rebuilt from its L and ab when the
@@ -336,8 +334,7 @@ class ClassicEngine:
             return state.colours
         l_prev = _to_numpy(resize_area(state.l.to(self.compute_dtype), size)[0, 0])
         ab_prev = _to_numpy(resize_area(state.ab.to(self.compute_dtype), size)[0])
-        return colorize.Colours(ab=ab_prev, source_l=l_prev, filled=np.zeros_like(l_prev),
-                                weight=np.ones_like(l_prev))
+        return colorize.Colours.read_in_place(l_prev, ab_prev)
 
     def step(self, frame_l: torch.Tensor, corr: Correspondence, state: ClassicState
              ) -> tuple[torch.Tensor, ClassicState]:
