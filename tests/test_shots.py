@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from edits import CUT, DISSOLVE, FADE, score, standard_edit, write_edit
+from edits import (CUT, DISSOLVE, FADE, ShotSpec, TransitionSpec, make_edit, score,
+                   standard_edit, write_edit)
 from vidcolor.io.frame import Frame
 from vidcolor.shots import detect_in_frames, detect_shots
 from vidcolor.shots import detector as D
@@ -33,6 +34,20 @@ def test_every_transition_of_the_edited_sequence_is_found(edit, edit_video):
     scores = score(edit.boundaries, [(s.start_frame, s.transition) for s in shots[1:]])
     for kind in (CUT, DISSOLVE, FADE, "all"):
         assert scores[kind].f1 == 1.0, (kind, scores[kind])
+
+
+def test_a_dissolve_between_shaking_shots_is_found(tmp_path):
+    """Shake makes single steps as large as a cut's minimum inside the dissolve's window; the
+    window is rejected only for a cut the detector found, not for one large step."""
+    edit = make_edit([ShotSpec("rocket", 36, effect="shake"), ShotSpec("coffee", 36, effect="shake")],
+                     [TransitionSpec(DISSOLVE, frames=16)], (90, 160), seed=3)
+    shots = detect_shots(write_edit(tmp_path / "shake.mp4", edit))
+    sigs = [signature(rgb) for rgb in edit.frames]
+    true = edit.boundaries[0].frame
+    window = range(true - 8, true + 9)
+    assert max(D.distance(sigs[j - 1], sigs[j]) for j in window) >= D.CUT_MIN_DISTANCE
+    found = score(edit.boundaries, [(s.start_frame, s.transition) for s in shots[1:]])
+    assert found[DISSOLVE].f1 == 1.0, found
 
 
 def test_hard_negatives_make_no_boundary_inside_their_shot(edit, edit_video):
@@ -77,7 +92,8 @@ def test_the_detector_holds_a_bounded_window():
         detector.push(signature(rgb))
         assert len(detector._window) <= D.HISTORY + D.LOOKAHEAD + 1
         assert len(detector._steps) <= D.HISTORY + D.LOOKAHEAD + 1
-        assert len(detector._dissolves) <= 2 * D.DISSOLVE_SUPPRESS_FRAMES + 2
+        assert len(detector._dissolves) <= (D.DISSOLVE_DECISION_DELAY
+                                            + D.DISSOLVE_SUPPRESS_FRAMES + 2)
     detector.finish()
 
 

@@ -12,7 +12,10 @@ It holds only a window of ``HISTORY + LOOKAHEAD`` signatures, so memory is flat 
 * Cross-dissolve over [a, b]: every frame between is a blend of the frames at both ends,
   f(j) = (1 - alpha_j) f(a) + alpha_j f(b), with alpha rising steadily, and the ends differ like
   two shots do. A pan or a zoom is not such a blend once the ends differ that much. The
-  boundary is the frame where alpha reaches 1/2.
+  boundary is the frame where alpha reaches 1/2. A window that holds a detected cut is not a
+  dissolve, so the decision waits until every cut its widest window may hold is known; one
+  large step alone does not reject it (camera shake makes them). Both ends must be lit: a
+  window ending on a fade's dark ramp would otherwise outscore the dissolve before the fade.
 * Fade through black: a run of black frames between two non-black pictures; the boundary is
   the middle of the run (its frames go half to each side), or, for a run of at least
   ``BLACK_SHOT_SECONDS``, the black run is a shot of its own.
@@ -67,6 +70,8 @@ DISSOLVE_SUPPRESS_FRAMES = 8
 # Black picture: mean luma and its spread below these (8-bit: ~15 and ~10 levels).
 BLACK_MEAN = 0.06
 BLACK_STD = 0.04
+# Both ends of a dissolve are lit pictures, not a fade's dark ramp frames: twice the black level.
+DISSOLVE_MIN_END_MEAN = 2 * BLACK_MEAN
 # A black run at least this long is a shot of its own (a title gap, an act break).
 BLACK_SHOT_SECONDS = 2.0
 DEFAULT_FPS = 24.0
@@ -76,6 +81,8 @@ FADE_GUARD_SECONDS = 0.5
 # Two boundaries closer than this are one transition (the earlier kind wins); frames.
 MIN_SHOT_FRAMES = 3
 
+# A dissolve centred at c is decided once every cut its widest window may hold is known.
+DISSOLVE_DECISION_DELAY = max(DISSOLVE_SUPPRESS_FRAMES, max(DISSOLVE_HALF_WIDTHS))
 # Frames the decision about frame t looks back and ahead (the window the detector holds).
 HISTORY = max(DISSOLVE_HALF_WIDTHS) + DISSOLVE_SUPPRESS_FRAMES + 1
 LOOKAHEAD = max(max(DISSOLVE_HALF_WIDTHS), CUT_CONTEXT_FRAMES, FLASH_FRAMES)
@@ -141,6 +148,7 @@ class _Dissolve:
     boundary: int
     start: int
     end: int
+    time: float
 
 
 class ShotDetector:
@@ -201,7 +209,7 @@ class ShotDetector:
         """All boundaries, in order, merged where two are closer than ``MIN_SHOT_FRAMES``."""
         for index in range(max(0, self._count - LOOKAHEAD), self._count):
             self._decide(index)
-        for centre in range(max(0, self._count - DISSOLVE_SUPPRESS_FRAMES), self._count):
+        for centre in range(max(0, self._count - DISSOLVE_DECISION_DELAY), self._count):
             self._decide_dissolve(centre)
         if self._black_start is not None:
             self._black_runs.append((self._black_start, self._count))
@@ -238,8 +246,9 @@ class ShotDetector:
             self._add(t, CUT)
             self._cuts.append(t)
         self._dissolves[t] = self._best_dissolve(t)
-        self._decide_dissolve(t - DISSOLVE_SUPPRESS_FRAMES)
-        for old in [k for k in self._dissolves if k < t - 2 * DISSOLVE_SUPPRESS_FRAMES - 1]:
+        self._decide_dissolve(t - DISSOLVE_DECISION_DELAY)
+        for old in [k for k in self._dissolves
+                    if k < t - DISSOLVE_DECISION_DELAY - DISSOLVE_SUPPRESS_FRAMES - 1]:
             del self._dissolves[old]
 
     def _track_black(self, t: int, sig: Signature) -> None:
@@ -290,12 +299,13 @@ class ShotDetector:
         sigs = [self._sig(j) for j in range(a, b + 1)]
         if any(s is None for s in sigs) or any(is_black(s) for s in sigs):
             return None
+        if min(sigs[0].mean, sigs[-1].mean) < DISSOLVE_MIN_END_MEAN:
+            return None  # it ends on a fade's dark ramp
         if distance(sigs[0], sigs[-1]) < DISSOLVE_MIN_CHANGE \
                 or layout_distance(sigs[0], sigs[-1]) < DISSOLVE_MIN_LAYOUT_CHANGE:
             return None
-        steps = [self._step(j) for j in range(a + 1, b + 1)]
-        if any(s is None for s in steps) or max(steps) >= CUT_MIN_DISTANCE:
-            return None  # a hard cut inside: not a dissolve
+        if any(self._step(j) is None for j in range(a + 1, b + 1)):
+            return None
         start, end = sigs[0].thumb.ravel(), sigs[-1].thumb.ravel()
         delta = end - start
         norm2 = float(delta @ delta)
@@ -314,18 +324,22 @@ class ShotDetector:
         score = dip * (1.0 - residual / DISSOLVE_MAX_RESIDUAL)
         half = np.nonzero(alpha >= 0.5)[0]
         boundary = a + 1 + int(half[0]) if half.size else b
-        return _Dissolve(score=float(score), boundary=boundary, start=a, end=b)
+        return _Dissolve(score=float(score), boundary=boundary, start=a, end=b,
+                         time=self._time(boundary))
 
     def _decide_dissolve(self, c: int) -> None:
         candidate = self._dissolves.get(c)
         if candidate is None:
             return
+        if self._spans_cut(candidate):
+            return
         for k in range(c - DISSOLVE_SUPPRESS_FRAMES, c + DISSOLVE_SUPPRESS_FRAMES + 1):
             other = self._dissolves.get(k)
-            if k == c or other is None:
+            if k == c or other is None or self._spans_cut(other):
                 continue
             if other.score > candidate.score or (other.score == candidate.score and k < c):
                 return
-        if any(candidate.start <= cut <= candidate.end for cut in self._cuts):
-            return
-        self._add(candidate.boundary, DISSOLVE)
+        self._add(candidate.boundary, DISSOLVE, candidate.time)
+
+    def _spans_cut(self, candidate: _Dissolve) -> bool:
+        return any(candidate.start <= cut <= candidate.end for cut in self._cuts)
