@@ -64,6 +64,9 @@ DISSOLVE_MAX_RAMP_ERROR = 0.20
 # variance is about half of theirs (the classic variance curve of dissolves). Minimum
 # relative drop of variance in the middle of the window (a pan or zoom keeps it: ~0).
 DISSOLVE_MIN_DIP = 0.20
+# Evidence (dip times how far the residual is under its bound) below this is no dissolve: an
+# object moving across a still background can pass each test narrowly.
+DISSOLVE_MIN_SCORE = 0.03
 # Overlapping candidates keep the best scoring one within this many frames.
 DISSOLVE_SUPPRESS_FRAMES = 8
 
@@ -322,6 +325,8 @@ class ShotDetector:
                 or dip < DISSOLVE_MIN_DIP:
             return None
         score = dip * (1.0 - residual / DISSOLVE_MAX_RESIDUAL)
+        if score < DISSOLVE_MIN_SCORE:
+            return None
         half = np.nonzero(alpha >= 0.5)[0]
         boundary = a + 1 + int(half[0]) if half.size else b
         return _Dissolve(score=float(score), boundary=boundary, start=a, end=b,
