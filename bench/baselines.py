@@ -2,8 +2,9 @@
 
 * ``flow_propagation``: the first frame's true colours carried from frame to frame by optical
   flow alone (warp the previous ab onto the next frame), nothing else. What "just track the
-  colours" gives in propagation mode. Three flows: the project's TV-L1 (``estimate_flow``),
-  OpenCV's Farneback and OpenCV's DIS (``FLOW_BASELINES``; issue 16 measured both).
+  colours" gives in propagation mode. Four flows: the project's TV-L1 (``estimate_flow``),
+  OpenCV's Farneback and OpenCV's DIS (``FLOW_BASELINES``; issue 16 measured both), and the
+  classic engine's own DIS settings (plain propagation on the engine's flow).
 * ``global_transfer``: Reinhard, Ashikhmin, Gooch & Shirley, "Color transfer between images"
   (IEEE CG&A 2001): match each Lab channel's mean and standard deviation to the reference's.
   For a grayscale input (a = b = 0, no spread) it degenerates to the reference's mean ab
@@ -22,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
+from vidcolor.engines.classic.colorize import FusionSettings, chain_flow
 from vidcolor.motion.flow import dis_flow, estimate_flow, farneback_flow, warp
 
 # The propagation baselines by name: flows of vidcolor.motion.flow.
@@ -29,6 +31,9 @@ FLOW_BASELINES = {
     "TV-L1 flow": estimate_flow,
     "Farneback flow": farneback_flow,
     "DIS flow": dis_flow,
+    # The classic engine's own frame-to-frame flow: plain propagation on the same flow.
+    "classic's DIS flow": lambda reference, moving: chain_flow(reference, moving,
+                                                               FusionSettings()),
 }
 # A channel with less spread than this (Lab units) is flat: its shape is not stretched.
 FLAT_CHANNEL_STD = 1e-6

@@ -7,6 +7,7 @@ import torch
 from scipy import ndimage
 from skimage import transform
 
+from vidcolor.engines.classic.colorize import FusionSettings, chain_flow
 from vidcolor.motion.flow import (
     consistency_mask,
     dis_flow,
@@ -63,6 +64,8 @@ def test_estimate_flow_on_a_reduced_grid_is_rescaled():
     (dis_flow, (3.0, -5.0)),
     (dis_flow, (12.0, 9.0)),  # DIS's pyramid finds large jumps (Farneback's 3 levels do not)
     (lambda a, b: dis_flow(a, b, finest_scale=0), (3.0, -5.0)),  # patches at full resolution
+    # the classic engine's chain flow: full resolution, every 4 pixels, 12 descent steps
+    (lambda a, b: chain_flow(a, b, FusionSettings()), (12.0, 9.0)),
     (farneback_flow, (3.0, -5.0)),
 ])
 def test_opencv_flows_follow_the_same_convention(method, shift):
@@ -73,6 +76,15 @@ def test_opencv_flows_follow_the_same_convention(method, shift):
     # 8-bit input quantises the texture's gradients: a tenth of a pixel is plenty.
     np.testing.assert_allclose(np.median(flow[:, 25:-25, 25:-25], axis=(1, 2)), shift,
                                atol=0.1)
+
+
+def test_dis_flow_applies_its_solver_overrides():
+    reference = _texture(120, 160, seed=7)
+    moving = ndimage.shift(reference, (3.0, -5.0), order=3, mode="nearest").astype(np.float32)
+    preset = dis_flow(reference, moving, finest_scale=0)
+    assert not np.array_equal(preset, dis_flow(reference, moving, finest_scale=0, patch_stride=4))
+    assert not np.array_equal(preset, dis_flow(reference, moving, finest_scale=0,
+                                               descent_iterations=12))
 
 
 def test_dis_flow_rejects_an_unknown_preset():

@@ -201,13 +201,15 @@ def _from_opencv(flow_xy: np.ndarray) -> np.ndarray:
 
 
 def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium",
-             finest_scale: int | None = None) -> np.ndarray:
+             finest_scale: int | None = None, patch_stride: int | None = None,
+             descent_iterations: int | None = None) -> np.ndarray:
     """OpenCV's DIS flow (2, H, W) float32 (row, col) with ``warp(moving, flow) ≈ reference``.
 
     Same convention and inputs as :func:`estimate_flow` (HxW luminance in [0, 1]); solved at
     full resolution with its own coarse-to-fine pyramid, so large displacements are found.
     ``finest_scale``: the pyramid level patches stop at (the presets' own when None; 0 is
-    full resolution, slower and more exact).
+    full resolution, slower and more exact); ``patch_stride`` (pixels between patches) and
+    ``descent_iterations`` (per patch) override the preset's where given.
     """
     import cv2
 
@@ -220,6 +222,10 @@ def dis_flow(reference: np.ndarray, moving: np.ndarray, preset: str = "medium",
     solver = cv2.DISOpticalFlow_create(code)
     if finest_scale is not None:
         solver.setFinestScale(finest_scale)
+    if patch_stride is not None:
+        solver.setPatchStride(patch_stride)
+    if descent_iterations is not None:
+        solver.setGradientDescentIterations(descent_iterations)
     return _from_opencv(solver.calc(ref8, mov8, None))
 
 
