@@ -39,8 +39,8 @@ def test_every_transition_of_the_edited_sequence_is_found(edit, edit_video):
 def test_a_dissolve_between_shaking_shots_is_found(tmp_path):
     """Shake makes single steps as large as a cut's minimum inside the dissolve's window; the
     window is rejected only for a cut the detector found, not for one large step."""
-    edit = make_edit([ShotSpec("rocket", 36, effect="shake"), ShotSpec("coffee", 36, effect="shake")],
-                     [TransitionSpec(DISSOLVE, frames=16)], (90, 160), seed=3)
+    specs = [ShotSpec("rocket", 36, effect="shake"), ShotSpec("coffee", 36, effect="shake")]
+    edit = make_edit(specs, [TransitionSpec(DISSOLVE, frames=16)], (90, 160), seed=3)
     shots = detect_shots(write_edit(tmp_path / "shake.mp4", edit))
     sigs = [signature(rgb) for rgb in edit.frames]
     true = edit.boundaries[0].frame

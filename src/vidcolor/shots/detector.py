@@ -65,7 +65,8 @@ DISSOLVE_MAX_RAMP_ERROR = 0.20
 # relative drop of variance in the middle of the window (a pan or zoom keeps it: ~0).
 DISSOLVE_MIN_DIP = 0.20
 # Evidence (dip times how far the residual is under its bound) below this is no dissolve: an
-# object moving across a still background can pass each test narrowly.
+# object moving across a still background can pass each test narrowly (a cup carried across
+# a wall, cup.mp4 at 2-6x speed: 0.000-0.023; dissolves of real footage: 0.39-0.51).
 DISSOLVE_MIN_SCORE = 0.03
 # Overlapping candidates keep the best scoring one within this many frames.
 DISSOLVE_SUPPRESS_FRAMES = 8
