@@ -275,7 +275,7 @@ def test_carry_chain_moves_colours_with_their_source_luminance():
     consistent = np.ones((24, 32), bool)
     consistent[:, -2:] = False
     motion = colorize.Motion(flow, consistent, consistent.astype(np.float32))
-    settings = colorize.FusionSettings()
+    settings = colorize.FusionSettings(fill_occlusions=True)
     # The frame shows the same surface, moved: the colours still sit on their luminance.
     l_now = np.concatenate([source_l[:, 2:], source_l[:, -1:], source_l[:, -1:]], axis=1)
     carried = colorize.carry_chain(motion, l_now, _colours(ab, source_l, filled=0.5), settings)
