@@ -82,9 +82,11 @@ def test_dis_flow_applies_its_solver_overrides():
     reference = _texture(120, 160, seed=7)
     moving = ndimage.shift(reference, (3.0, -5.0), order=3, mode="nearest").astype(np.float32)
     preset = dis_flow(reference, moving, finest_scale=0)
-    assert not np.array_equal(preset, dis_flow(reference, moving, finest_scale=0, patch_stride=4))
-    assert not np.array_equal(preset, dis_flow(reference, moving, finest_scale=0,
-                                               descent_iterations=12))
+    # Another solver moves the flow by ~0.005-0.01 px on average (measured); float32 rounding
+    # of a few-pixel flow is ~1e-6 px, so 1e-3 px separates the two.
+    for override in (dict(patch_stride=4), dict(descent_iterations=12)):
+        changed = dis_flow(reference, moving, finest_scale=0, **override)
+        assert np.abs(changed - preset).mean() > 1e-3, override
 
 
 def test_dis_flow_rejects_an_unknown_preset():

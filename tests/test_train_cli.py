@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from clips import make_clip, pattern_frame, write_png
 from vidcolor.cli import app
+from vidcolor.train.loop import PAPER_LR
 from vidcolor.train.losses import LOSS_NAMES
 
 TINY = ["--steps", "2", "--batch-size", "2", "--crop", "64x128", "--seed", "7", "--workers", "0",
@@ -128,7 +129,10 @@ def test_torchrun_repeats_one_process_bit_for_bit(devc_weights, data_dir, tmp_pa
     from vidcolor.weights.convert import load_converted
 
     installed = load_converted(devc_weights)["colornet"]
-    assert any(not torch.equal(installed[k], one[f"colornet/{k}"]) for k in installed)  # it trained
+    # It trained: AMSGrad's first step moves a weight with any gradient by about lr, far above
+    # float32 rounding of weights of order 1 (~1e-7).
+    moved = max(float((installed[k] - one[f"colornet/{k}"]).abs().max()) for k in installed)
+    assert moved > 0.5 * PAPER_LR
 
 
 def test_cpu_threads_one_per_sample_then_all_for_the_coupled_batch(devc_weights, data_dir, tmp_path,
