@@ -11,9 +11,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def isolated_weights_home(tmp_path_factory, monkeypatch):
+    """Removed after the test: a copy of the seeded weights is 210 MB and hundreds of tests run."""
     home = tmp_path_factory.mktemp("vidcolor-home")
     monkeypatch.setenv("VIDCOLOR_HOME", str(home))
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,13 @@ def max_relative_difference(a: dict, b: dict) -> float:
                for k in b)
 
 
+def drop_checkpoint(run: Path) -> None:
+    """Checked, then deleted: a float64 checkpoint of these networks is 1.6 GB and this test makes three."""
+    path = run / "checkpoint.pt"
+    assert path.is_file()
+    path.unlink()
+
+
 def invoke(*args: str):
     return CliRunner().invoke(app, ["train", *args])
 
@@ -70,7 +77,7 @@ def test_train_log_resume_torchrun_and_colorize(devc_weights, data_dir, tmp_path
         assert all(math.isfinite(v) for v in line["losses"].values())
         assert line["lr"] == pytest.approx(2e-4) and line["seconds"] > 0
     assert lines[0]["discriminator_loss"] == 0.0 and lines[1]["discriminator_loss"] > 0  # GAN from step 1
-    assert (straight / "checkpoint.pt").is_file()
+    drop_checkpoint(straight)
 
     # VGG stays frozen; both subnets moved.
     from vidcolor.weights.convert import load_converted
@@ -88,6 +95,7 @@ def test_train_log_resume_torchrun_and_colorize(devc_weights, data_dir, tmp_path
     result = invoke("--data", str(data_dir), "--out", str(resumed), "--resume", *TINY)
     assert result.exit_code == 0, result.output
     assert max_relative_difference(final_weights(resumed), final_weights(straight)) == 0.0
+    drop_checkpoint(resumed)
     assert [json.loads(l)["step"] for l in (resumed / "log.jsonl").read_text().splitlines()] == [1, 2]
 
     # torchrun, 2 processes of 1 sample each (gloo): the global batch of 2 gives the same step.
