@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from vidcolor import devices
 from vidcolor.engines.devc.engine import DevcEngine
-from vidcolor.engines.devc.layers import conv_relu, instance_norm
+from vidcolor.engines.devc.layers import conv_add_relu, conv_relu, instance_norm
 from vidcolor.errors import OptionError
 from seeded_weights import seeded_converted
 
@@ -91,6 +91,22 @@ def test_fused_bf16_conv_relu_equals_the_eager_ops():
         eager = F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
     # Same oneDNN kernel; the ReLU commutes with the final rounding to bf16.
     torch.testing.assert_close(fused.float(), eager.float(), rtol=BF16_UNIT_ROUNDOFF, atol=1e-6)
+
+
+def test_bf16_conv_add_relu_in_channels_last_is_within_rounding_of_float64():
+    generator = torch.Generator().manual_seed(5)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1).bfloat16().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 8, 20, 24, generator=generator).bfloat16().contiguous(memory_format=torch.channels_last)
+    other = torch.randn(1, 16, 20, 24, generator=generator).bfloat16().contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = conv_add_relu(conv, x, other)
+        convolved = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    exact = F.relu(convolved + other.double())
+    # Fused: float32 accumulation (72 terms, ~1e-6 relative) and one rounding of the output.
+    # Unfused, the convolution's output is rounded too: at most 2^-8 of |conv| + 2^-8 of |sum|.
+    bound = BF16_UNIT_ROUNDOFF * (convolved.abs() + other.double().abs() + exact.abs()) + 1e-6
+    assert bool(((got.double() - exact).abs() <= bound).all())
 
 
 def test_float16_on_a_cpu_is_refused():

@@ -37,7 +37,7 @@ MIN_WORKING_SIDE = 64
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 SUPPORTED_AUTOCAST = (torch.bfloat16, torch.float16)
 # CPU bfloat16: the networks that run faster in channels_last (all three: 1.15-1.24x over bf16
-# NCHW on AVX512-BF16 at the official network size, bench/precision.py --layouts).
+# NCHW on AVX512-BF16, 1.6-2.7x on AMX, at the official network size, bench/precision.py --layouts).
 CPU_HALF_CHANNELS_LAST = ("vgg", "correspondence", "colorization")
 
 
