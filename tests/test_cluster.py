@@ -226,6 +226,55 @@ def test_split_file_equals_its_ranges_colorized_one_by_one(tmp_path, local_ray):
     assert joined.stat().st_mtime_ns == before
 
 
+def make_film_with_reference_folder(archive: Path) -> Path:
+    """film.mp4 (coffee, cut, chelsea, dissolve, astronaut, cut, coffee again) and film/ with
+    the three scenes' pictures, named so that the first of them suits only one shot."""
+    from edits import CUT, DISSOLVE, ShotSpec, TransitionSpec, make_edit, write_edit
+    from vidcolor.demo.clip import _photo, _view
+    from vidcolor.io.images import save_image
+
+    size = (48, 80)
+    shots = [ShotSpec("coffee", 10), ShotSpec("chelsea", 10), ShotSpec("astronaut", 12),
+             ShotSpec("coffee", 10, ((0.5, 0.6), (0.5, 0.5)), (1.5, 1.6))]
+    edit = make_edit(shots, [TransitionSpec(CUT), TransitionSpec(DISSOLVE, frames=6),
+                             TransitionSpec(CUT)], size)
+    archive.mkdir(parents=True, exist_ok=True)
+    write_edit(archive / "film.mp4", edit, audio=True)
+    (archive / "film").mkdir()
+    for number, scene in enumerate(("astronaut", "chelsea", "coffee"), 1):
+        picture = (_view(_photo(scene), size, (0.5, 0.5), 1.0)[0].permute(1, 2, 0) * 255
+                   + 0.5).clamp(0, 255).byte().numpy()
+        save_image(archive / "film" / f"{number}-{scene}.png", picture)
+    return archive
+
+
+@needs_ray
+def test_a_split_film_with_a_reference_folder_equals_the_sequential_batch(tmp_path, local_ray):
+    """Several references for one video (its own folder): on the cluster, whole or split at
+    its shots, every shot gets the reference the sequential batch gives it."""
+    from vidcolor.batch.runner import job_references
+    from vidcolor.colorizer import Colorizer
+
+    archive = make_film_with_reference_folder(tmp_path / "archive")
+    expected = tmp_path / "sequential"
+    colorizer, chosen = Colorizer(engine="classic"), []
+    run_batch(plan_jobs(archive, expected, None), expected,
+              lambda job: chosen.append(colorizer.colorize_video(
+                  job.video, job_references(job), job.output, codec="ffv1", overwrite=True)),
+              lambda *event: None)
+    references = {shot["reference"] for shot in chosen[0].shots}
+    assert len(references) == 3  # each scene its own picture: a single reference would fail
+    for cuts, out in ((None, tmp_path / "whole"), (ranges.shot_cuts, tmp_path / "split")):
+        outcome = cluster.run_cluster_batch(
+            plan_jobs(archive, out, None), out, cluster.ClusterSpec(local_workers=WORKERS),
+            colorizer_options=CLASSIC, video_options=VIDEO_OPTIONS | {"codec": "ffv1"},
+            cuts=cuts, min_piece_frames=5)
+        assert [j.video.name for j in outcome.groups["done"]] == ["film.mp4"]
+        if cuts is not None:
+            assert len(outcome.records[archive / "film.mp4"].ranges) == 4
+        assert_same_video(out / "film.color.mp4", expected / "film.color.mp4")
+
+
 def test_split_ranges_start_at_cuts_and_cover_the_file():
     assert ranges.split_ranges([], 10) == [ranges.FrameRange(0, None)]
     assert ranges.split_ranges([30, 5, 12, 30, 50], 10) == [

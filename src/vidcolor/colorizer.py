@@ -234,6 +234,29 @@ class Colorizer:
                                         propagate=mode == "propagate", batch_size=batch_size,
                                         times=times)
 
+    def colorize_shots(self, frames: Iterable[Frame], shots: list, refs: Iterable[Any], *,
+                       pins: dict[int, int] | None = None, mode: str = "exemplar",
+                       preset: str = "default", size: tuple[int, int] | None = None,
+                       batch_size: int = loop.DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Decoded ``frames`` whose shots are already known (``vidcolor.shots.Shot``, indexed
+        by their place in ``shots``, frames numbered as ``Frame.index`` counts them): the
+        recurrence restarts at each shot and each gets one of ``refs``, chosen as
+        ``colorize_video`` chooses it. ``pins`` maps a shot's index to the index of its pinned
+        reference (in propagation mode, the keyframe that seeds it). A cluster worker
+        colorizes its range of a film this way."""
+        from vidcolor.pipeline.film import FilmPlan, gather_references
+
+        check_run_options(mode, preset)
+        iterator = iter(frames)
+        first = next(iterator, None)
+        if first is None:
+            return
+        film = FilmPlan(list(shots), gather_references(list(refs), None), dict(pins or {}))
+        for out in self._stream_film(itertools.chain([first], iterator), first.rgb.shape[:2],
+                                     film, mode=mode, preset=preset, size=size,
+                                     batch_size=batch_size, times=None):
+            yield out.rgb
+
     # -- files -------------------------------------------------------------------------------
 
     def colorize_video(self, src: str | Path, ref: Any,

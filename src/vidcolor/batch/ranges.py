@@ -25,6 +25,7 @@ from vidcolor.errors import ProcessingError
 # reference preparation and a decode of the file up to its start (about 10 s at 25 fps).
 MIN_PIECE_FRAMES = 250
 PARTS_FOLDER = ".vidcolor-parts"  # intermediates, in the output folder (shared with workers)
+UNBOUNDED = 1 << 62  # the end frame of a range that runs to the end of the file
 
 CutFinder = Callable[[Path], Iterable[int]]
 
@@ -83,35 +84,36 @@ def remove_parts(output: Path) -> None:
         pass
 
 
-def colorize_range(colorizer, video: Path, reference: Path, frame_range: FrameRange,
+def colorize_range(colorizer, video: Path, references: list[Path], frame_range: FrameRange,
                    output: Path, *, mode: str, preset: str, size: tuple[int, int] | None,
                    shot_starts: Iterable[int] = (),
                    on_frame: Callable[[], None] | None = None) -> int:
     """Colorize frames ``frame_range`` of ``video`` into the range's PNG folder for
     ``output``, written atomically; returns the frame count. The recurrence restarts at the
-    range's start and at each of ``shot_starts`` inside it, as a single run restarts at every
-    shot; in propagation mode only the film's first shot is seeded by the reference (a single
-    run colorizes the others in exemplar mode)."""
+    range's start and at each of ``shot_starts`` inside it, and each of these shots gets the
+    one of ``references`` a single run would give it: in propagation mode the first
+    reference seeds the film's first shot only, the others are matched (exemplar mode)."""
     from vidcolor.io import reader, writer
+    from vidcolor.shots import Shot
 
     target = part_path(output, frame_range)
     target.parent.mkdir(parents=True, exist_ok=True)
+    starts = [frame_range.start, *sorted(shot_starts)]
+    ends = [*starts[1:], UNBOUNDED if frame_range.end is None else frame_range.end]
+    shots = [Shot(index=i, start_frame=a, end_frame=b, start=0.0, end=0.0, transition=None)
+             for i, (a, b) in enumerate(zip(starts, ends))]
+    pins = {0: 0} if mode == "propagate" and frame_range.start == 0 else {}
     with reader.open_clip(video) as clip:
         # Frames are counted in decode order from the start, exactly as a single run sees
         # them (a seek could land elsewhere in files with broken timestamps).
         frames = itertools.islice(clip.frames(), frame_range.start, frame_range.end)
-        starts = [frame_range.start, *sorted(shot_starts)]
-        ends = [*starts[1:], frame_range.end]
         with writer.open_writer(target, None, src_path=None, codec=writer.FRAME_FOLDER_CODEC,
                                 overwrite=True) as out:
-            for start, end in zip(starts, ends):
-                shot = itertools.islice(frames, None if end is None else end - start)
-                shot_mode = mode if start == 0 else "exemplar"
-                for rgb in colorizer.colorize_frames((frame.rgb for frame in shot), reference,
-                                                     mode=shot_mode, preset=preset, size=size):
-                    out.write(rgb)
-                    if on_frame is not None:
-                        on_frame()
+            for rgb in colorizer.colorize_shots(frames, shots, references, pins=pins, mode=mode,
+                                                preset=preset, size=size):
+                out.write(rgb)
+                if on_frame is not None:
+                    on_frame()
             if out.frames_written == 0:
                 raise ProcessingError(f"{video}: no frame decodes in range "
                                       f"[{frame_range.start}, {frame_range.end})")

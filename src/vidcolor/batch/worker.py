@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from vidcolor.batch import ranges as range_split
-from vidcolor.batch.runner import Job
+from vidcolor.batch.runner import Job, job_references
 from vidcolor.errors import VidcolorError
 
 
@@ -42,12 +42,13 @@ def run_task(colorizer, task: Task, video_options: dict[str, Any],
     job = task.job
     if task.kind == "file":
         # exactly the sequential batch's call, so both write the same file
-        summary = colorizer.colorize_video(job.video, job.reference, job.output, overwrite=True,
-                                           quiet=True, on_frame=on_frame, **video_options)
+        summary = colorizer.colorize_video(job.video, job_references(job), job.output,
+                                           overwrite=True, quiet=True, on_frame=on_frame,
+                                           **video_options)
         return summary.frames
     if task.kind == "range":
         return range_split.colorize_range(
-            colorizer, job.video, job.reference, task.frame_range, job.output,
+            colorizer, job.video, job_references(job), task.frame_range, job.output,
             shot_starts=task.shot_starts,
             mode=video_options["mode"], preset=video_options["preset"],
             size=video_options["size"], on_frame=on_frame)
