@@ -275,6 +275,18 @@ def test_a_split_film_with_a_reference_folder_equals_the_sequential_batch(tmp_pa
         assert_same_video(out / "film.color.mp4", expected / "film.color.mp4")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--split-shots"], "--split-shots needs --cluster"),
+    (["--split-shots", "--cluster", "local:2", "--preset", "official"], "--preset official"),
+])
+def test_split_shots_refusals_are_usage_errors(tmp_path, args, message):
+    from typer.testing import CliRunner
+    from vidcolor.cli import app
+
+    result = CliRunner().invoke(app, ["batch", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
 def test_split_ranges_start_at_cuts_and_cover_the_file():
     assert ranges.split_ranges([], 10) == [ranges.FrameRange(0, None)]
     assert ranges.split_ranges([30, 5, 12, 30, 50], 10) == [

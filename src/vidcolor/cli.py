@@ -280,6 +280,10 @@ def batch(
         if split_shots and (cluster is None or start is not None or duration is not None
                             or max_frames is not None):
             raise OptionError("--split-shots needs --cluster, and the whole of each file")
+        if split_shots and preset.value == "official":
+            # a single official run never resets at a cut, so ranges would not join to it
+            raise OptionError("--split-shots needs shot detection, which --preset official "
+                              "leaves off (it reproduces the paper's script)")
         jobs = plan_jobs(folder, out_dir, ref)
         if cluster is not None:
             if compare:
