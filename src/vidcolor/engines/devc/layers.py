@@ -96,22 +96,34 @@ def _half_instance_norm(x: torch.Tensor) -> torch.Tensor:
 
     ATen's own bf16 kernel is off by up to ~3 output ulps (it works in bf16 past the
     statistics) and returns NCHW for channels_last input. Here the statistics are float32
-    means over a float32 copy of ``x`` seen as (B, positions, C) for channels_last (B, C,
-    positions otherwise): reducing channels_last over H and W in place is 6-10x slower
-    (~0.1 s of a 0.5 s bf16 frame on AMX). Batch norm in eval mode applies them per image (the
-    layout is kept).
+    reductions, and batch norm in eval mode applies them per image (the layout is kept).
     """
-    batch, channels = x.shape[:2]
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        flat, positions = x.permute(0, 2, 3, 1).reshape(batch, -1, channels).float(), 1
-    else:
-        flat, positions = x.reshape(batch, channels, -1).float(), 2
-    mean = flat.mean(positions)
-    mean_square = flat.square_().mean(positions)
+    mean, mean_square = _float32_spatial_moments(x)
     variance = (mean_square - mean * mean).clamp_min_(0.0)  # biased, as InstanceNorm2d
     images = [F.batch_norm(x[b : b + 1], mean[b], variance[b], training=False, eps=INSTANCE_NORM_EPS)
               for b in range(x.shape[0])]
     return images[0] if len(images) == 1 else torch.cat(images)
+
+
+def _float32_spatial_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C) float32 mean and mean square of ``x`` over H and W.
+
+    On the CPU from a float32 copy seen as (B, positions, C) for channels_last (B, C,
+    positions otherwise): reducing a channels_last map over H and W in place is 6-10x slower
+    there (~0.1 s of a 0.5 s bf16 frame on AMX). Elsewhere read straight from ``x``, with no
+    float32 copy of a large map.
+    """
+    if x.device.type != "cpu":
+        count = x.shape[-2] * x.shape[-1]
+        return (x.mean(dim=(2, 3), dtype=torch.float32),
+                torch.linalg.vector_norm(x, dim=(2, 3), dtype=torch.float32).square_().div_(count))
+    batch, channels = x.shape[:2]
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        flat, positions = x.permute(0, 2, 3, 1).reshape(batch, -1, channels), 1
+    else:
+        flat, positions = x.reshape(batch, channels, -1), 2
+    flat = flat.to(torch.float32, copy=True)  # a copy: squared in place below
+    return flat.mean(positions), flat.square_().mean(positions)
 
 
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) offsets of a x2 upsampling's outputs
