@@ -89,7 +89,8 @@ def test_fused_bf16_conv_relu_equals_the_eager_ops():
     with torch.inference_mode():
         fused = conv_relu(conv, x)
         eager = F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
-    # Same oneDNN kernel; the ReLU commutes with the final rounding to bf16.
+    # Same convolution kernel (oneDNN's, or torch's own where oneDNN has no bf16 on this CPU);
+    # the ReLU commutes with the final rounding to bf16.
     torch.testing.assert_close(fused.float(), eager.float(), rtol=BF16_UNIT_ROUNDOFF, atol=1e-6)
 
 
