@@ -139,7 +139,7 @@ def random_footage_edit(paths: list[str], clips: list[list], seed: int, shots: i
     scenes; cuts, dissolves of 8-32 frames and fades (3-10 frames out and in, 1-8 black)."""
     import numpy as np
 
-    from edits import TransitionSpec, join_shots
+    from edits import join_shots, random_transition
 
     rng = np.random.default_rng(seed)
     pieces, scenes, transitions = [], [], []
@@ -155,14 +155,7 @@ def random_footage_edit(paths: list[str], clips: list[list], seed: int, shots: i
         pieces.append(source[start:start + speed * length:speed])
         scenes.append(Path(paths[clip]).stem)
         if index:
-            kind = (CUT, DISSOLVE, DISSOLVE, FADE)[rng.integers(4)]
-            if kind == DISSOLVE:
-                transitions.append(TransitionSpec(DISSOLVE, frames=int(rng.integers(8, 33))))
-            elif kind == FADE:
-                transitions.append(TransitionSpec(FADE, frames=int(rng.integers(3, 11)),
-                                                  black=int(rng.integers(1, 9))))
-            else:
-                transitions.append(TransitionSpec(CUT))
+            transitions.append(random_transition(rng, (CUT, DISSOLVE, DISSOLVE, FADE)))
     return join_shots(pieces, transitions, scenes)
 
 

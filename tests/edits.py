@@ -277,6 +277,19 @@ SCENES = ("coffee", "astronaut", "rocket", "chelsea", "immunohistochemistry", "r
 EFFECTS = (None, None, "fast_pan", "shake", "flash", "animation")
 
 
+def random_transition(rng: np.random.Generator, kinds: Sequence[str],
+                      longest: int | None = None) -> TransitionSpec:
+    """One of ``kinds`` (equally likely; repeat a kind to weight it): a dissolve of 8-32 frames
+    (at most ``longest``), a fade of 3-10 frames out and in with 1-8 black, or a cut."""
+    kind = kinds[rng.integers(len(kinds))]
+    if kind == DISSOLVE:
+        frames = int(rng.integers(8, 33))
+        return TransitionSpec(DISSOLVE, frames=frames if longest is None else min(longest, frames))
+    if kind == FADE:
+        return TransitionSpec(FADE, frames=int(rng.integers(3, 11)), black=int(rng.integers(1, 9)))
+    return TransitionSpec(CUT)
+
+
 def random_edit(seed: int, size: tuple[int, int] = (90, 160), shots: int = 8) -> Edit:
     """A reproducible random edit: scenes (some recurring), camera moves, effects, and
     transitions with dissolves of 8-32 frames and fades of 3-10 frames plus 1-8 black."""
@@ -294,16 +307,8 @@ def random_edit(seed: int, size: tuple[int, int] = (90, 160), shots: int = 8) ->
         specs.append(ShotSpec(SCENES[rng.integers(len(SCENES))], frames, (centre0, centre1),
                               zoom, effect))
         if index:
-            kind = (CUT, CUT, DISSOLVE, FADE)[rng.integers(4)]
-            longest = min(specs[-2].frames, frames) - 4
-            if kind == DISSOLVE:
-                transitions.append(TransitionSpec(DISSOLVE, frames=int(min(longest,
-                                                                           rng.integers(8, 33)))))
-            elif kind == FADE:
-                transitions.append(TransitionSpec(FADE, frames=int(rng.integers(3, 11)),
-                                                  black=int(rng.integers(1, 9))))
-            else:
-                transitions.append(TransitionSpec(CUT))
+            transitions.append(random_transition(rng, (CUT, CUT, DISSOLVE, FADE),
+                                                 longest=min(specs[-2].frames, frames) - 4))
     # Consecutive shots of one scene would be one shot: give the later one another scene.
     for index in range(1, shots):
         if specs[index].scene == specs[index - 1].scene and specs[index].effect != "animation":

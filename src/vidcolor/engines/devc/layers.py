@@ -24,7 +24,7 @@ def _onednn_computes_bf16() -> bool:
     """oneDNN's bf16 kernels need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; an AVX2-only CPU
     raises on its fused ops, while torch's own convolution still runs bf16 (slowly) there."""
     check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
-    return _MKLDNN_POINTWISE is not None and check is not None and bool(check())
+    return check is not None and bool(check())
 
 
 FUSED_DTYPES = (torch.float32, torch.bfloat16) if _onednn_computes_bf16() else (torch.float32,)
